@@ -1,0 +1,157 @@
+"""Transfer learning: pre-train a network on a source task, then fine-tune it on a target task.
+
+Three ways to fine-tune, from the most to the least flexible:
+
+* ``"all"``: every parameter keeps training on the target's data (continued optimisation);
+* ``"head"``: the body is frozen, a fresh head is trained by gradient descent;
+* ``"linear_probe"``: the body's features are computed once and a fresh linear classifier
+  (or least-squares regressor) is fitted on them to convergence.
+
+``finetune`` always works on a copy: the pre-trained model can be reused for the next task.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+Mode = Literal["all", "head", "linear_probe"]
+Batches = Dataset | Callable[[torch.Generator], tuple[Tensor, Tensor]]
+
+
+def _batches(data: Batches, batch_size: int, generator: torch.Generator):
+    """An endless stream of ``(x, y)`` minibatches from a dataset or a batch-sampling function."""
+    if callable(data) and not isinstance(data, Dataset):
+        while True:
+            yield data(generator)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator, drop_last=True)
+    if len(loader) == 0:
+        raise ValueError(f"the dataset has {len(data)} examples, fewer than one batch of {batch_size}")
+    while True:
+        yield from loader
+
+
+def pretrain(
+    model: nn.Module,
+    data: Batches,
+    steps: int,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> list[float]:
+    """Ordinary supervised training with Adam on the source data; returns the loss per step.
+
+    ``data`` is a ``Dataset`` of ``(x, y)`` pairs or a function ``generator -> (x, y)`` that
+    draws one minibatch (handy for synthetic sources such as pooled sinusoid tasks).
+    The model is trained in place.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    if device is not None:
+        model.to(device)
+    device = next(model.parameters()).device
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    batches = _batches(data, batch_size, generator)
+    bar = tqdm(range(steps), desc="pretrain", disable=not progress)
+    for step in bar:
+        x, y = next(batches)
+        value = loss(model(x.to(device)), y.to(device))
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"pre-training loss became {value.item()} at step {step}; lower lr")
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        losses.append(value.item())
+        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+    return losses
+
+
+def new_head(model: nn.Module, outputs: int) -> nn.Linear:
+    """A freshly initialised linear layer that fits on ``model.body``'s features."""
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Linear):
+        raise TypeError("fine-tuning needs a model with a `head` nn.Linear after a `body` (as mtlcode.models have)")
+    weight = head.weight
+    return nn.Linear(head.in_features, outputs, device=weight.device, dtype=weight.dtype)
+
+
+def _fit_linear_probe(head: nn.Linear, features: Tensor, targets: Tensor, steps: int, loss: Callable) -> None:
+    if loss is F.mse_loss:
+        # Least squares has a closed form: solve [features, 1] @ [W^T; b] = targets.
+        design = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)
+        solution = torch.linalg.lstsq(design, targets).solution
+        head.weight.copy_(solution[:-1].T)
+        head.bias.copy_(solution[-1])
+        return
+    with torch.enable_grad():
+        optimizer = torch.optim.LBFGS(head.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            value = loss(head(features), targets)
+            value.backward()
+            return value
+
+        optimizer.step(closure)
+
+
+def finetune(
+    model: nn.Module,
+    support_x: Tensor,
+    support_y: Tensor,
+    steps: int,
+    lr: float,
+    mode: Mode = "all",
+    ways: int | None = None,
+    loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+) -> nn.Module:
+    """Fine-tune a copy of ``model`` on one task's support set and return the copy.
+
+    ``"all"`` takes ``steps`` full-batch SGD steps on every parameter, keeping the head unless
+    ``ways`` asks for a fresh one. ``"head"`` freezes the body and trains a fresh head (``ways``
+    outputs, by default as many as there are classes in ``support_y``, or the old head's size
+    for regression) with SGD. ``"linear_probe"`` fits a fresh head on fixed features, with
+    L-BFGS (at most ``steps`` iterations) for classification and least squares for regression.
+    """
+    if mode not in ("all", "head", "linear_probe"):
+        raise ValueError(f"mode must be 'all', 'head' or 'linear_probe', got {mode!r}")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    tuned = copy.deepcopy(model)
+    classification = not torch.is_floating_point(support_y)
+    if ways is None and mode != "all":
+        ways = int(support_y.max()) + 1 if classification else tuned.head.out_features
+    if ways is not None:
+        tuned.head = new_head(tuned, ways)
+
+    if mode == "linear_probe":
+        tuned.body.requires_grad_(False)
+        with torch.no_grad():
+            _fit_linear_probe(tuned.head, tuned.body(support_x), support_y, steps, loss)
+        return tuned
+
+    if mode == "head":
+        tuned.body.requires_grad_(False)
+    trainable = [p for p in tuned.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=lr)
+    with torch.enable_grad():
+        for step in range(steps):
+            value = loss(tuned(support_x), support_y)
+            if not torch.isfinite(value):
+                raise FloatingPointError(f"fine-tuning loss became {value.item()} at step {step}; lower lr")
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+    return tuned

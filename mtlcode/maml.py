@@ -1,0 +1,161 @@
+"""Model-Agnostic Meta-Learning (Finn, Abbeel & Levine, 2017), written with ``torch.func``.
+
+The whole algorithm fits in two formulas. For each task ``i`` the *inner loop* adapts the shared
+initialisation ``theta`` on the task's support set with a few gradient steps,
+
+    theta_i' = theta - alpha * grad L_i^support(theta),
+
+and the *outer loop* moves ``theta`` so that the adapted parameters do well on the query sets,
+
+    theta <- theta - beta * grad_theta  mean_i L_i^query(theta_i').
+
+The outer gradient flows *through* the inner step, which brings in second derivatives (a
+Hessian-vector product per task). First-order MAML drops that term by treating the inner
+gradient as a constant.
+
+Parameters are plain dicts ``{name: tensor}`` and the model is called with
+``torch.func.functional_call``: adaptation never touches the module, and because everything is
+a pure function of its inputs, ``torch.func.vmap`` can run all tasks of a batch at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from mtlcode.tasks import TaskBatch
+
+Params = dict[str, Tensor]
+Strategy = Literal["auto", "vmap", "loop"]
+
+
+class MAML:
+    """MAML around an ``nn.Module``; the module holds the meta-parameters ``theta``.
+
+    Args:
+        model: the network; its parameters are the initialisation that meta-training learns.
+        inner_lr: ``alpha``, the step size of the inner (adaptation) loop.
+        inner_steps: gradient steps taken on the support set during meta-training.
+        first_order: drop the second-order term of the meta-gradient (FOMAML).
+        loss: ``loss(predictions, targets)`` averaged over examples, e.g. ``F.mse_loss``.
+        strategy: how ``meta_loss`` runs the tasks of a batch: ``"vmap"`` all at once,
+            ``"loop"`` one after another, ``"auto"`` picks by model (see :meth:`resolved_strategy`).
+        chunk_size: with ``"vmap"``, how many tasks go through the model together (None: all).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float,
+        inner_steps: int = 1,
+        first_order: bool = False,
+        loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+        strategy: Strategy = "auto",
+        chunk_size: int | None = None,
+    ) -> None:
+        if not inner_lr > 0:
+            raise ValueError(f"inner_lr must be positive, got {inner_lr}")
+        if not isinstance(inner_steps, int) or inner_steps < 0:
+            raise ValueError(f"inner_steps must be an int >= 0, got {inner_steps!r}")
+        if strategy not in ("auto", "vmap", "loop"):
+            raise ValueError(f"strategy must be 'auto', 'vmap' or 'loop', got {strategy!r}")
+        self.model = model
+        self.inner_lr = float(inner_lr)
+        self.inner_steps = inner_steps
+        self.first_order = first_order
+        self.loss = loss
+        self.strategy = strategy
+        self.chunk_size = chunk_size
+
+    # -- the functional model ------------------------------------------------------------------
+
+    def params(self) -> Params:
+        """The meta-parameters ``theta`` as a dict (the live tensors of the model)."""
+        return dict(self.model.named_parameters())
+
+    def predict(self, params: Params, x: Tensor) -> Tensor:
+        """The model's output on ``x`` with ``params`` in place of its own parameters."""
+        buffers = dict(self.model.named_buffers())
+        return functional_call(self.model, (params, buffers), (x,))
+
+    def _support_loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+        return self.loss(self.predict(params, x), y)
+
+    # -- inner loop ----------------------------------------------------------------------------
+
+    def inner_step(self, params: Params, support_x: Tensor, support_y: Tensor) -> Params:
+        """One gradient step on one task's support set: ``theta - alpha * grad L(theta)``."""
+        grads = grad(self._support_loss)(params, support_x, support_y)
+        if self.first_order:
+            # A constant inner gradient: d theta'/d theta becomes the identity.
+            grads = {name: g.detach() for name, g in grads.items()}
+        return {name: p - self.inner_lr * grads[name] for name, p in params.items()}
+
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, steps: int | None = None, params: Params | None = None
+    ) -> Params:
+        """Adapt to one task (tensors without the task dimension); returns the new parameters.
+
+        The result stays differentiable with respect to the model's parameters, so it can feed
+        a meta-loss; wrap the call in ``torch.no_grad()`` when only the values are needed.
+        ``steps`` defaults to ``inner_steps``; ``params`` to the model's own.
+        """
+        steps = self.inner_steps if steps is None else steps
+        params = self.params() if params is None else params
+        for _ in range(steps):
+            params = self.inner_step(params, support_x, support_y)
+        return params
+
+    # -- outer loop ----------------------------------------------------------------------------
+
+    def resolved_strategy(self) -> Literal["vmap", "loop"]:
+        """The strategy ``"auto"`` stands for with this model.
+
+        Measured on a 2-core CPU (``benchmarks/speed.py``): vmap wins by a wide margin on small
+        fully connected networks, where per-task Python overhead dominates; on convolutional
+        networks batching the tasks turns every convolution into a grouped one, which the CPU
+        runs more slowly than a loop of ordinary ones, so the loop is used there.
+        """
+        has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
+        if self.strategy == "vmap" and self._vmap_is_unsafe():
+            raise ValueError(
+                "strategy='vmap' gives wrong second-order meta-gradients through batch norm: PyTorch's "
+                "vmap rule for batch norm's double backward is incorrect (checked on torch 2.14). Use "
+                "strategy='loop' (the default for this model), or first_order=True."
+            )
+        if self.strategy != "auto":
+            return self.strategy
+        return "loop" if has_conv or self._vmap_is_unsafe() else "vmap"
+
+    def _vmap_is_unsafe(self) -> bool:
+        has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+        return has_batch_norm and not self.first_order and self.inner_steps > 0
+
+    def task_losses(self, batch: TaskBatch, steps: int | None = None) -> tuple[Tensor, Tensor]:
+        """Query loss of every task after adaptation, and the query predictions.
+
+        Returns ``(losses [tasks], predictions [tasks, queries, ...])``, both differentiable
+        with respect to the model's parameters.
+        """
+        params = self.params()
+
+        def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor]:
+            adapted = self.adapt(sx, sy, steps=steps, params=params)
+            prediction = self.predict(adapted, qx)
+            return self.loss(prediction, qy), prediction
+
+        data = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+        if self.resolved_strategy() == "vmap":
+            return vmap(one_task, chunk_size=self.chunk_size)(*data)
+        losses, predictions = zip(*(one_task(*task) for task in zip(*data)))
+        return torch.stack(losses), torch.stack(predictions)
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        """Mean over tasks of the query loss after adaptation: the quantity the outer loop
+        minimises. ``meta_loss(batch).backward()`` fills ``model.parameters()``'s gradients."""
+        return self.task_losses(batch)[0].mean()

@@ -1,0 +1,63 @@
+"""The project's metadata stays consistent: pyproject, environment.yml, notebooks, public API."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import mtlcode
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_agrees_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    text = (ROOT / "environment.yml").read_text()
+    conda = {_name(line.strip()[2:]) for line in text.splitlines()
+             if line.startswith("  - ") and not line.strip().startswith("- pip:")}
+    pip_lines = [line.strip()[2:] for line in text.splitlines() if line.startswith("      - ")]
+    conda_to_pip = {"pytorch": "torch"}
+    conda = {conda_to_pip.get(name, name) for name in conda}
+    runtime = {_name(r) for r in project["dependencies"]}
+    assert runtime <= conda, f"runtime dependencies missing from environment.yml: {runtime - conda}"
+    assert "python" in conda and re.search(r"python=3\.11", text)
+    extras = set(project["optional-dependencies"])
+    assert any(line == f"-e .[{','.join(sorted(extras))}]" for line in pip_lines), pip_lines
+
+
+def test_pyproject_pins_the_documented_requirements():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "torch>=2.4" in project["dependencies"]
+    assert any(r.startswith("jupyter-book>=1.0.4,<2") for r in project["optional-dependencies"]["book"])
+    assert {"pytest", "nbval"} <= {_name(r) for r in project["optional-dependencies"]["test"]}
+
+
+def test_public_api_names_exist():
+    for name in ("device", "seed_everything", "MAML", "evaluate", "meta_train"):
+        assert callable(getattr(mtlcode, name)), name
+    for module, names in {
+        "tasks": ["TaskBatch", "Sinusoid", "NWayKShot"],
+        "data": ["Omniglot", "lake_one_shot_runs"],
+        "models": ["MLP", "Conv4"],
+        "finetune": ["pretrain", "finetune"],
+        "train": ["meta_train"],
+        "plots": ["learning_curves", "sinusoid_fit", "task_grid"],
+    }.items():
+        for name in names:
+            assert hasattr(getattr(mtlcode, module), name), f"mtlcode.{module}.{name}"
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "book").rglob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_are_committed_without_outputs(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    dirty = [i for i, c in enumerate(cells)
+             if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, f"{notebook.name}: cells {dirty} carry outputs; clear them before committing"

@@ -1,0 +1,41 @@
+"""The plotting helpers draw what they say on real objects (Agg backend, no screen)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from mtlcode import MAML, plots  # noqa: E402
+from mtlcode.models import MLP  # noqa: E402
+from mtlcode.tasks import NWayKShot, Sinusoid  # noqa: E402
+
+
+def test_learning_curves_draw_train_and_validation():
+    history = {"step": [1, 2, 3, 4], "loss": [4.0, 3.0, 2.0, 1.0], "val_step": [2, 4], "val_loss": [3.5, 1.5]}
+    fig = plots.learning_curves(history, smooth=2)
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 2
+    assert list(lines[0].get_ydata()) == [4.0, 3.5, 2.5, 1.5]
+
+
+def test_sinusoid_fit_draws_one_curve_per_step():
+    maml = MAML(MLP([1, 8, 1]), 0.01, loss=F.mse_loss)
+    batch = Sinusoid().sample(2, 5, 5)
+    fig = plots.sinusoid_fit(maml, batch, steps=(0, 1, 5))
+    assert len(fig.axes[0].get_lines()) == 2 + 3
+    with pytest.raises(TypeError, match="SinusoidBatch"):
+        plots.sinusoid_fit(maml, batch[0:1].__class__.__mro__[1](*[batch.support_x] * 4))
+
+
+def test_task_grid_has_a_row_per_class():
+    from torch.utils.data import TensorDataset
+
+    data = TensorDataset(torch.rand(40, 1, 8, 8), torch.arange(4).repeat_interleave(10))
+    batch = NWayKShot(data, ways=3, shots=2, queries=2).sample(1)
+    fig = plots.task_grid(batch, queries=2)
+    assert len(fig.axes) == 3 * 4

@@ -1,0 +1,126 @@
+"""Meta-training loop, checkpoints, evaluation, and end-to-end learning."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mtlcode
+from mtlcode import MAML, evaluate, meta_train
+from mtlcode.models import MLP, Conv4
+from mtlcode.tasks import NWayKShot, Sinusoid
+from mtlcode.train import load_checkpoint, save_checkpoint
+
+
+def sinusoid_run(iterations: int, checkpoint: Path | None = None, seed: int = 0, meta_lr: float = 1e-3, **kwargs):
+    torch.manual_seed(seed)
+    maml = MAML(MLP([1, 40, 40, 1]), inner_lr=0.01, loss=F.mse_loss)
+    sinusoid = Sinusoid()
+    history = meta_train(maml, lambda g: sinusoid.sample(25, 10, 10, generator=g), iterations, meta_lr=meta_lr,
+                         seed=seed, checkpoint=checkpoint, progress=False, **kwargs)
+    return maml, history
+
+
+def test_meta_training_on_sinusoid_cuts_the_post_adaptation_error():
+    maml, history = sinusoid_run(400, meta_lr=3e-3)
+    test_tasks = Sinusoid().sample(100, 10, 50, generator=torch.Generator().manual_seed(99))
+    unadapted = evaluate(maml, test_tasks, steps=0)
+    adapted = evaluate(maml, test_tasks, steps=5)
+    assert adapted.mean < 0.4 * unadapted.mean, (adapted, unadapted)
+    assert len(history["loss"]) == 400 and history["step"][-1] == 400
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    straight, straight_history = sinusoid_run(30)
+    checkpoint = tmp_path / "run.pt"
+    sinusoid_run(12, checkpoint=checkpoint, checkpoint_every=5)  # "killed" after 12 steps
+    assert load_checkpoint(checkpoint)["step"] == 12
+    resumed, resumed_history = sinusoid_run(30, checkpoint=checkpoint, seed=0, checkpoint_every=5)
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+    assert resumed_history["loss"] == straight_history["loss"]
+
+
+def test_checkpoint_writes_are_atomic_and_loads_are_weights_only(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, {"x": torch.ones(2)})
+
+    def broken_save(obj, file, *args, **kwargs):
+        file.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"x": torch.zeros(2)})
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(2))  # the old file survived
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temporary left behind
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"evil": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(Exception, match="Weights only load failed|weights_only"):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_nan_loss_stops_training_with_the_step():
+    maml = MAML(MLP([1, 8, 1]), inner_lr=0.01, loss=F.mse_loss)
+
+    def tasks(g):
+        batch = Sinusoid().sample(2, 3, 3, generator=g)
+        if g.initial_seed() == 0 and tasks.calls == 3:
+            batch.query_y[:] = float("nan")
+        tasks.calls += 1
+        return batch
+
+    tasks.calls = 0
+    with pytest.raises(FloatingPointError, match="at step 3"):
+        meta_train(maml, tasks, 10, progress=False)
+
+
+def test_validation_history_and_evaluation_interval():
+    maml, history = sinusoid_run(20, val_tasks=Sinusoid().sample(10, 10, 10), val_every=10)
+    assert history["val_step"] == [10, 20] and len(history["val_loss"]) == 2
+    result = evaluate(maml, lambda g: Sinusoid().sample(7, 10, 10, generator=g), num_tasks=20)
+    assert len(result.values) == 20 and result.ci95 > 0
+    values = torch.tensor(result.values, dtype=torch.float64)
+    assert result.ci95 == pytest.approx(1.96 * values.std().item() / 20**0.5)
+
+
+def test_omniglot_five_way_one_shot_beats_chance(omniglot_dir):
+    mtlcode.seed_everything(0)
+    train = mtlcode.data.Omniglot(sets=("background_small1",))
+    test = mtlcode.data.Omniglot(sets=("background_small2",),
+                                 alphabets=["Japanese_(katakana)", "Sanskrit", "Tagalog"])
+    train_tasks, test_tasks = NWayKShot(train, 5, 1, 5), NWayKShot(test, 5, 1, 5)
+    maml = MAML(Conv4(hidden=32), inner_lr=0.4)
+    meta_train(maml, lambda g: train_tasks.sample(4, generator=g), 100, meta_lr=3e-3, progress=False)
+    result = evaluate(maml, lambda g: test_tasks.sample(20, generator=g), num_tasks=100)
+    assert result.mean - result.ci95 > 0.4, result  # chance is 0.2
+
+
+def test_evaluate_accepts_a_fine_tuning_function():
+    from mtlcode.finetune import finetune
+
+    model = MLP([1, 40, 40, 1])
+    tasks = Sinusoid().sample(5, 10, 10, generator=torch.Generator().manual_seed(0))
+
+    def adapt_and_predict(sx, sy, qx):
+        return finetune(model, sx, sy, steps=5, lr=0.01, loss=F.mse_loss)(qx)
+
+    result = evaluate(adapt_and_predict, tasks)
+    assert len(result.values) == 5 and result.mean > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_meta_training_runs_on_the_gpu():
+    maml, _ = sinusoid_run(5, device="cuda")
+    assert next(maml.model.parameters()).is_cuda
+    result = evaluate(maml, Sinusoid().sample(4, 10, 10), device="cuda")
+    assert result.mean > 0
