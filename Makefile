@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (each creates .venv on first use, then reuses it):
 #   make book   build the executable book into _build/html (the main job)
-#   make test   run every test
+#   make test   run every test: unit tests, every notebook (nbval), the warning-free book build,
+#               and the browser test of the built pages (needs chromium and chromedriver)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +10,7 @@ SHARED_DATA := $(abspath ../shared/data/omniglot)
 export MTLCODE_DATA ?= $(if $(wildcard $(SHARED_DATA)/*.zip),$(SHARED_DATA),)
 export MPLBACKEND ?= Agg
 
-.PHONY: setup test book demo lint clean
+.PHONY: setup test unit notebooks book site demo lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +20,16 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-test: setup
-	$(BIN)/python -m pytest
+test: unit notebooks book site
+
+unit: setup
+	$(BIN)/python -m pytest tests
+
+notebooks: setup
+	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider book
+
+site: setup
+	$(BIN)/python -m pytest -p no:cacheprovider tests_site
 
 demo: setup
 	$(BIN)/python -m mtlcode.demo
@@ -29,7 +38,7 @@ book: setup
 	$(BIN)/jupyter-book build --warningiserror --keep-going .
 
 lint: setup
-	$(BIN)/ruff check mtlcode tests benchmarks
+	$(BIN)/ruff check mtlcode tests tests_site benchmarks
 
 clean:
 	rm -rf _build
