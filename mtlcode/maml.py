@@ -88,27 +88,51 @@ class MAML:
 
     # -- inner loop ----------------------------------------------------------------------------
 
-    def inner_step(self, params: Params, support_x: Tensor, support_y: Tensor) -> Params:
-        """One gradient step on one task's support set: ``theta - alpha * grad L(theta)``."""
-        grads = grad(self._support_loss)(params, support_x, support_y)
+    def inner_step(self, params: Params, support_x: Tensor, support_y: Tensor, vectorised: bool = False) -> Params:
+        """One gradient step on one task's support set: ``theta - alpha * grad L(theta)``.
+
+        Inside ``torch.func.vmap`` (``vectorised=True``) only ``torch.func.grad`` can take the
+        gradient; elsewhere plain ``torch.autograd.grad`` does the same with less overhead.
+        """
+        if vectorised:
+            grads = grad(self._support_loss)(params, support_x, support_y)
+        else:
+            grads = self._autograd_gradients(params, support_x, support_y)
         if self.first_order:
             # A constant inner gradient: d theta'/d theta becomes the identity.
             grads = {name: g.detach() for name, g in grads.items()}
         return {name: p - self.inner_lr * grads[name] for name, p in params.items()}
 
+    def _autograd_gradients(self, params: Params, x: Tensor, y: Tensor) -> Params:
+        # Keep the graph of the gradient itself (the second-order term) only when the result
+        # will be differentiated: grad mode is on and we are not in first-order mode.
+        create_graph = torch.is_grad_enabled() and not self.first_order
+        with torch.enable_grad():
+            tracked = {name: p if p.requires_grad else p.detach().requires_grad_() for name, p in params.items()}
+            loss = self._support_loss(tracked, x, y)
+            grads = torch.autograd.grad(loss, list(tracked.values()), create_graph=create_graph,
+                                        materialize_grads=True)
+        return dict(zip(tracked, grads))
+
     def adapt(
-        self, support_x: Tensor, support_y: Tensor, steps: int | None = None, params: Params | None = None
+        self,
+        support_x: Tensor,
+        support_y: Tensor,
+        steps: int | None = None,
+        params: Params | None = None,
+        vectorised: bool = False,
     ) -> Params:
         """Adapt to one task (tensors without the task dimension); returns the new parameters.
 
         The result stays differentiable with respect to the model's parameters, so it can feed
         a meta-loss; wrap the call in ``torch.no_grad()`` when only the values are needed.
-        ``steps`` defaults to ``inner_steps``; ``params`` to the model's own.
+        ``steps`` defaults to ``inner_steps``; ``params`` to the model's own; ``vectorised``
+        must be True when called inside ``torch.func.vmap``.
         """
         steps = self.inner_steps if steps is None else steps
         params = self.params() if params is None else params
         for _ in range(steps):
-            params = self.inner_step(params, support_x, support_y)
+            params = self.inner_step(params, support_x, support_y, vectorised)
         return params
 
     # -- outer loop ----------------------------------------------------------------------------
@@ -143,14 +167,15 @@ class MAML:
         with respect to the model's parameters.
         """
         params = self.params()
+        vectorised = self.resolved_strategy() == "vmap"
 
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor]:
-            adapted = self.adapt(sx, sy, steps=steps, params=params)
+            adapted = self.adapt(sx, sy, steps=steps, params=params, vectorised=vectorised)
             prediction = self.predict(adapted, qx)
             return self.loss(prediction, qy), prediction
 
         data = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
-        if self.resolved_strategy() == "vmap":
+        if vectorised:
             return vmap(one_task, chunk_size=self.chunk_size)(*data)
         losses, predictions = zip(*(one_task(*task) for task in zip(*data)))
         return torch.stack(losses), torch.stack(predictions)
