@@ -28,11 +28,15 @@ def parser(description: str, out_name: str) -> argparse.ArgumentParser:
 
 
 def write_result(path: Path, rows: list[dict[str, Any]], started: float, budget_seconds: float | None,
-                 device: torch.device, seed: int, **extra: Any) -> dict[str, Any]:
-    """Write the standard result object (see benchmarks/README.md) atomically and return it."""
+                 device: torch.device, seed: int, script: str, argv: list[str] | None, **extra: Any) -> dict[str, Any]:
+    """Write the standard result object (see benchmarks/README.md) atomically and return it.
+
+    ``script`` is the module name (``benchmarks.speed``); ``argv`` its arguments (None: the
+    command line), so the recorded command reproduces the run.
+    """
+    argv = sys.argv[1:] if argv is None else argv
     result = {
-        "command": " ".join(shlex.quote(a) for a in ["python", "-m", f"benchmarks.{Path(sys.argv[0]).stem}",
-                                                      *sys.argv[1:]]),
+        "command": " ".join(shlex.quote(a) for a in ["python", "-m", script, *argv]),
         "seed": seed,
         "torch": torch.__version__,
         "device": str(device),

@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name:28s} meta-batch {s['meta_batch']:3d}  auto={s['auto_strategy']:5s}  "
               f"speed-up over the per-task loop: {ratio}")
 
-    result = write_result(args.out, rows, started, None, device, args.seed, summary=summary)
+    result = write_result(args.out, rows, started, None, device, args.seed, "benchmarks.speed", argv,
+                          summary=summary)
     plot(rows, args.plot or args.out.with_suffix(".png"))
     return result
 
