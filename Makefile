@@ -8,7 +8,6 @@ BIN    := $(VENV)/bin
 # Omniglot archives: ../shared/data/omniglot when it exists (tests, CI), else the user cache.
 SHARED_DATA := $(abspath ../shared/data/omniglot)
 export MTLCODE_DATA ?= $(if $(wildcard $(SHARED_DATA)/*.zip),$(SHARED_DATA),)
-export MPLBACKEND ?= Agg
 
 .PHONY: setup test unit notebooks book site demo lint clean
 

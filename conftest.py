@@ -8,4 +8,3 @@ from pathlib import Path
 _SHARED = Path(__file__).resolve().parent.parent / "shared" / "data" / "omniglot"
 if _SHARED.is_dir() and not os.environ.get("MTLCODE_DATA"):
     os.environ["MTLCODE_DATA"] = str(_SHARED)
-os.environ.setdefault("MPLBACKEND", "Agg")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 Mode = Literal["all", "head", "linear_probe"]
 Batches = Dataset | Callable[[torch.Generator], tuple[Tensor, Tensor]]

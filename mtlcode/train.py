@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mtlcode.maml import MAML
 from mtlcode.tasks import TaskBatch
