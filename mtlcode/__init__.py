@@ -1,9 +1,9 @@
 """mtlcode: the helper package of the mtl-book on meta-learning and transfer learning.
 
-data -> tasks -> models -> algorithms (maml, finetune) -> training / evaluation -> plots.
+data -> tasks -> models -> algorithms (maml, finetune, rl) -> training / evaluation -> plots.
 """
 
-from mtlcode import data, finetune, models, plots, tasks, train
+from mtlcode import data, finetune, models, plots, rl, tasks, train
 from mtlcode.maml import MAML
 from mtlcode.train import evaluate, meta_train
 from mtlcode.utils import device, seed_everything
@@ -19,6 +19,7 @@ __all__ = [
     "meta_train",
     "models",
     "plots",
+    "rl",
     "seed_everything",
     "tasks",
     "train",

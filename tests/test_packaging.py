@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import mtlcode
 
@@ -50,6 +50,7 @@ def test_public_api_names_exist():
         "finetune": ["pretrain", "finetune"],
         "train": ["meta_train"],
         "plots": ["learning_curves", "sinusoid_fit", "task_grid"],
+        "rl": ["PointNavigation", "GaussianPolicy", "meta_train_navigation", "evaluate_navigation"],
     }.items():
         for name in names:
             assert hasattr(getattr(mtlcode, module), name), f"mtlcode.{module}.{name}"
