@@ -78,13 +78,17 @@ def pretrain(
     return losses
 
 
+def _head_of(model: nn.Module) -> nn.Linear:
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Linear) or not isinstance(getattr(model, "body", None), nn.Module):
+        raise TypeError("a new head needs a model with a `body` and a `head` nn.Linear (as mtlcode.models have)")
+    return head
+
+
 def new_head(model: nn.Module, outputs: int) -> nn.Linear:
     """A freshly initialised linear layer that fits on ``model.body``'s features."""
-    head = getattr(model, "head", None)
-    if not isinstance(head, nn.Linear):
-        raise TypeError("fine-tuning needs a model with a `head` nn.Linear after a `body` (as mtlcode.models have)")
-    weight = head.weight
-    return nn.Linear(head.in_features, outputs, device=weight.device, dtype=weight.dtype)
+    head = _head_of(model)
+    return nn.Linear(head.in_features, outputs, device=head.weight.device, dtype=head.weight.dtype)
 
 
 def _fit_linear_probe(head: nn.Linear, features: Tensor, targets: Tensor, steps: int, loss: Callable) -> None:
@@ -132,7 +136,7 @@ def finetune(
     tuned = copy.deepcopy(model)
     classification = not torch.is_floating_point(support_y)
     if ways is None and mode != "all":
-        ways = int(support_y.max()) + 1 if classification else tuned.head.out_features
+        ways = int(support_y.max()) + 1 if classification else _head_of(tuned).out_features
     if ways is not None:
         tuned.head = new_head(tuned, ways)
 

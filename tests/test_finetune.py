@@ -73,3 +73,12 @@ def test_bad_arguments():
         pretrain(model, TensorDataset(x, y), steps=0)
     with pytest.raises(ValueError, match="fewer than one batch"):
         pretrain(model, TensorDataset(x[:3], y[:3]), steps=1, batch_size=8, progress=False)
+
+
+def test_a_model_without_body_and_head_gets_a_clear_error():
+    model = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    x = torch.randn(5, 1)
+    with pytest.raises(TypeError, match="`body` and a `head`"):
+        finetune(model, x, x, steps=1, lr=0.1, mode="head", loss=F.mse_loss)
+    tuned = finetune(model, x, x, steps=1, lr=0.1, mode="all", loss=F.mse_loss)  # "all" needs no head
+    assert isinstance(tuned, torch.nn.Sequential)
