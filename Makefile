@@ -26,7 +26,7 @@ setup: $(BIN)/.installed
 test: unit notebooks book site
 
 unit: setup
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -p no:cacheprovider tests
 
 notebooks: setup
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider book
