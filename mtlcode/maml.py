@@ -34,6 +34,17 @@ Params = dict[str, Tensor]
 Strategy = Literal["auto", "vmap", "loop"]
 
 
+def gradient_step(params: Params, grads: Params, lr: float, first_order: bool = False) -> Params:
+    """``theta - lr * grad``: one inner-loop update, shared by every MAML variant in mtlcode.
+
+    With ``first_order`` the gradient is treated as a constant, so ``d theta' / d theta`` is the
+    identity and the meta-gradient loses its second-order term.
+    """
+    if first_order:
+        grads = {name: g.detach() for name, g in grads.items()}
+    return {name: p - lr * grads[name] for name, p in params.items()}
+
+
 class MAML:
     """MAML around an ``nn.Module``; the module holds the meta-parameters ``theta``.
 
@@ -98,10 +109,7 @@ class MAML:
             grads = grad(self._support_loss)(params, support_x, support_y)
         else:
             grads = self._autograd_gradients(params, support_x, support_y)
-        if self.first_order:
-            # A constant inner gradient: d theta'/d theta becomes the identity.
-            grads = {name: g.detach() for name, g in grads.items()}
-        return {name: p - self.inner_lr * grads[name] for name, p in params.items()}
+        return gradient_step(params, grads, self.inner_lr, self.first_order)
 
     def _autograd_gradients(self, params: Params, x: Tensor, y: Tensor) -> Params:
         # Keep the graph of the gradient itself (the second-order term) only when the result

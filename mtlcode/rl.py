@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from mtlcode.maml import gradient_step
 from mtlcode.models import MLP
 
 Params = dict[str, Tensor]
@@ -258,9 +259,7 @@ def adapt(
 
     def one_task(p: Params, obs: Tensor, actions: Tensor, a: Tensor) -> Params:
         grads = grad(lambda q: _task_loss(policy, q, obs, actions, a))(p)
-        if first_order:
-            grads = {name: g.detach() for name, g in grads.items()}
-        return {name: p[name] - inner_lr * grads[name] for name in p}
+        return gradient_step(p, grads, inner_lr, first_order)
 
     in_dims = (0 if per_task else None, 0, 0, 0)
     return vmap(one_task, in_dims=in_dims)(params, trajectories.observations, trajectories.actions, adv)
