@@ -25,3 +25,110 @@ def test_speed_benchmark_writes_its_result_and_figure(tmp_path):
     assert set(saved["summary"]) == {"sinusoid_mlp/second", "sinusoid_mlp/first",
                                      "omniglot_conv4/second", "omniglot_conv4/first"}
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+RESULT_KEYS = ("command", "seed", "torch", "device", "wall_seconds", "budget_seconds", "rows")
+
+
+def test_sinusoid_benchmark_scores_every_method_shot_and_step(tmp_path):
+    from benchmarks import sinusoid
+
+    out = tmp_path / "sinusoid.json"
+    result = sinusoid.main(["--quick", "--workers", "1", "--out", str(out), "--no-progress", "--seed", "1"])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert all(key in saved for key in RESULT_KEYS)
+    cells = {(r["method"], r["K"], r["steps"]) for r in saved["rows"]}
+    assert cells == {(m, k, s) for m in ("maml", "fomaml", "pretrained") for k in (5, 10, 20) for s in (1, 5, 10)}
+    for row in saved["rows"]:
+        assert row["metric"] == "mse" and row["median"] > 0 and 0 <= row["diverged"] <= sinusoid.QUICK.test_tasks
+        assert row["mean"] is None or (row["mean"] > 0 and row["ci95"] > 0)
+    # The baseline's step sizes (one per K) were tuned on validation tasks, from the grid.
+    assert set(saved["methods"]["pretrained"]["test_step_size"].values()) <= set(sinusoid.BASELINE_STEP_SIZES)
+    assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_diverged_tasks_are_counted_and_a_non_finite_mean_is_null():
+    from benchmarks import sinusoid
+    from mtlcode.train import Evaluation
+
+    row = sinusoid.summary(Evaluation(float("inf"), float("nan"), [0.1, 0.3, 250.0, float("inf")]))
+    assert row == {"mean": None, "ci95": None, "median": 0.3, "diverged": 2}
+    row = sinusoid.summary(Evaluation(0.2, 0.1, [0.1, 0.2, 0.3]))
+    assert row == {"mean": 0.2, "ci95": 0.1, "median": 0.2, "diverged": 0}
+
+
+def test_sinusoid_adaptation_is_fine_tuning_every_weight():
+    """The benchmark adapts the baseline with MAML's inner loop: the same as finetune(mode="all")."""
+    import torch
+    import torch.nn.functional as F
+
+    from benchmarks import sinusoid
+    from mtlcode import MAML
+    from mtlcode.finetune import finetune
+    from mtlcode.tasks import Sinusoid
+
+    model = sinusoid.network(0)
+    task = Sinusoid().sample(1, 10, 5, generator=torch.Generator().manual_seed(0))
+    adapted = MAML(model, 0.01, inner_steps=5, loss=F.mse_loss)
+    with torch.no_grad():
+        params = adapted.adapt(task.support_x[0], task.support_y[0])
+        functional = adapted.predict(params, task.query_x[0])
+    tuned = finetune(model, task.support_x[0], task.support_y[0], steps=5, lr=0.01, mode="all", loss=F.mse_loss)
+    torch.testing.assert_close(functional, tuned(task.query_x[0]).detach())
+
+
+def test_omniglot_benchmark_small_protocol(tmp_path, omniglot_dir):
+    from benchmarks import omniglot
+
+    out = tmp_path / "omniglot_small.json"
+    result = omniglot.main(["--quick", "--workers", "1", "--root", str(omniglot_dir), "--no-download",
+                            "--out", str(out), "--no-progress"])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert all(key in saved for key in RESULT_KEYS)
+    cells = {(r["method"], r["benchmark"]) for r in saved["rows"]}
+    assert cells == {(m, b) for m in ("maml", "fomaml", "finetune_head", "finetune_all")
+                     for b in ("heldout_5way1shot", "heldout_5way5shot", "lake20")}
+    for row in saved["rows"]:
+        assert 0 <= row["mean"] <= 1
+        assert row["metric"] == ("error" if row["benchmark"] == "lake20" else "accuracy")
+        assert row["tasks"] == (20 if row["benchmark"] == "lake20" else omniglot.QUICK.test_tasks)
+    # Held-out alphabets are disjoint from the training ones.
+    alphabets = saved["alphabets"]
+    assert not set(alphabets["train"]) & (set(alphabets["val"]) | set(alphabets["test"]))
+    assert {r["method"] for r in saved["published"]} == set(omniglot.PUBLISHED_LAKE20)
+
+
+def test_omniglot_full_protocol_exits_cleanly_without_the_full_archives(tmp_path, capsys):
+    from benchmarks import omniglot
+
+    out = tmp_path / "omniglot_full.json"
+    assert omniglot.main(["--full", "--quick", "--root", str(tmp_path), "--no-download", "--out", str(out)]) is None
+    assert "images_background.zip" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_omniglot_full_protocol_runs_its_four_settings(tmp_path, omniglot_dir, monkeypatch):
+    """The full protocol's code path, on the small sets standing in for the full archives."""
+    from benchmarks import omniglot
+
+    monkeypatch.setattr(omniglot, "FULL_SETS", omniglot.SMALL_SETS)
+    out = tmp_path / "omniglot_full.json"
+    result = omniglot.main(["--full", "--quick", "--root", str(omniglot_dir), "--no-download",
+                            "--out", str(out), "--no-progress"])
+    benchmarks = [r["benchmark"] for r in result["rows"]]
+    assert benchmarks == ["test_5way1shot", "test_5way5shot", "test_20way1shot", "test_20way5shot"]
+    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(result["rows"]))
+
+
+def test_full_split_keeps_characters_and_their_rotations_apart(omniglot_dir, monkeypatch):
+    from benchmarks import omniglot
+
+    monkeypatch.setattr(omniglot, "FULL_SETS", omniglot.SMALL_SETS)
+    splits = omniglot.full_splits(omniglot.QUICK, str(omniglot_dir), seed=0, download=False)
+    names = [{p.dataset.characters[int(p.dataset.targets[i])].split("/rot")[0] for i in p.indices}
+             for p in (splits.train, splits.val, splits.test)]
+    assert not names[0] & names[1] and not names[0] & names[2] and not names[1] & names[2]
+    for part in (splits.train, splits.val, splits.test):
+        assert int(part.targets.max()) + 1 == len(part.targets.unique())  # relabelled 0..C-1

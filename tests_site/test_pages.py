@@ -1,11 +1,15 @@
 """Open every page of the built book in headless Chromium, the way a reader would.
 
 For each page: the maths was typeset by MathJax, every figure loaded, every internal link leads
-to an existing page and anchor; a screenshot is saved in ``_build/screenshots`` for review.
+to an existing page and anchor; a screenshot is saved in ``_build/screenshots`` for review. The
+exercises' solutions are collapsed until a reader opens them (a second screenshot per chapter
+shows its exercises).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -34,14 +38,14 @@ def source_has_math(page: str) -> bool:
     return False
 
 
-def wait_for(driver, script: str, timeout: float = 20.0):
+def wait_for(driver, script: str, timeout: float = 20.0, *args):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        value = driver.execute_script(script)
+        value = driver.execute_script(script, *args)
         if value:
             return value
         time.sleep(0.25)
-    return driver.execute_script(script)
+    return driver.execute_script(script, *args)
 
 
 @pytest.mark.parametrize("page", toc_pages())
@@ -95,3 +99,47 @@ def test_every_chapter_has_a_colab_launch_button_and_download(site, browser):
         html = browser.page_source
         assert "colab.research.google.com" in html, f"{page}: no Colab launch button"
         assert Path(page).name + ".ipynb" in html, f"{page}: no .ipynb download link"
+
+
+# Solutions: "Solution" dropdowns (sphinx-design) and code cells tagged `solution` (hidden inputs).
+FIND_SOLUTIONS = """
+const dropdowns = Array.from(document.querySelectorAll('details.sd-dropdown')).filter(
+    d => d.querySelector('summary').textContent.trim().startsWith('Solution'));
+return dropdowns.concat(Array.from(document.querySelectorAll('.cell.tag_solution details')));"""
+SHOWN = ("return Array.from(arguments[0].children).filter(c => c.tagName !== 'SUMMARY')"
+         ".some(c => c.checkVisibility());")
+
+
+def solutions_in_source(page: str) -> int:
+    """How many solutions the page's notebook holds: dropdowns titled Solution and solution cells."""
+    path = ROOT / f"{page}.ipynb"
+    if not path.exists():
+        return 0
+    count = 0
+    for cell in json.loads(path.read_text())["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            count += len(re.findall(r"\{dropdown\}[ \t]*Solution", text))
+        elif "solution" in cell.get("metadata", {}).get("tags", []):
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("page", [p for p in toc_pages() if solutions_in_source(p)])
+def test_solutions_are_hidden_until_opened(page, site, browser):
+    browser.get(f"{site}/{page}.html")
+    assert wait_for(browser, "return document.readyState === 'complete'")
+    solutions = browser.execute_script(FIND_SOLUTIONS)
+    assert len(solutions) == solutions_in_source(page), f"{page}: not every solution is in a collapsed element"
+    for i, element in enumerate(solutions):
+        assert not browser.execute_script("return arguments[0].open", element), f"{page}: solution {i} is open"
+        assert not browser.execute_script(SHOWN, element), f"{page}: solution {i} is displayed"
+    # What a reader sees at the exercises, for review: every solution collapsed.
+    browser.execute_script("(document.getElementById('exercises') || document.body).scrollIntoView()")
+    browser.save_screenshot(str(SCREENSHOTS / (page.replace("/", "__") + "__exercises.png")))
+    # A click opens one.
+    last = solutions[-1]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", last)
+    last.find_element("tag name", "summary").click()
+    assert wait_for(browser, "return arguments[0].open", 5, last) is True, f"{page}: a click does not open it"
+    assert browser.execute_script(SHOWN, last), f"{page}: the opened solution is not displayed"

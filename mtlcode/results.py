@@ -1,0 +1,85 @@
+"""Read the benchmark result files (``benchmarks/results/*.json``) and show them as tables.
+
+The chapters quote the project's own full benchmark runs next to their quick in-notebook runs.
+Each result file is one JSON object (``command``, ``seed``, ``torch``, ``device``,
+``wall_seconds``, ``budget_seconds``, ``rows``; see ``benchmarks/README.md``). In a clone of the
+repository the files are read from disk; elsewhere (a pip install, Colab) they are fetched from
+the repository on GitHub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULTS_URL = "https://raw.githubusercontent.com/mtl-book/mtl-book/main/benchmarks/results/{name}.json"
+
+
+def results_dir() -> Path:
+    """``benchmarks/results`` of the repository this package was installed from (editable)."""
+    return Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+
+
+def load_result(name: str, folder: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The result object ``name`` (e.g. ``"sinusoid"``), from ``folder`` or the repository.
+
+    Raises ``FileNotFoundError`` naming the file and the command that produces it when it is
+    neither on disk nor downloadable.
+    """
+    path = Path(folder or results_dir()) / f"{name}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    url = RESULTS_URL.format(name=name)
+    try:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            return json.loads(response.read().decode())
+    except OSError as error:
+        raise FileNotFoundError(
+            f"benchmark result {path} not found and fetching {url} failed ({error}); produce it with "
+            f"`python -m benchmarks.{name.split('_')[0]}` in a clone of the repository"
+        ) from error
+
+
+def select(result: dict[str, Any], **match: Any) -> list[dict[str, Any]]:
+    """The rows whose fields equal every ``match`` (a tuple or list value matches any of its items)."""
+    def fits(row: dict[str, Any]) -> bool:
+        return all(row.get(k) in v if isinstance(v, (tuple, list)) else row.get(k) == v for k, v in match.items())
+    return [row for row in result["rows"] if fits(row)]
+
+
+def value(result: dict[str, Any], **match: Any) -> float:
+    """The ``mean`` of the one row matching ``match`` (an error when none or several match)."""
+    rows = select(result, **match)
+    if len(rows) != 1:
+        raise KeyError(f"{len(rows)} rows match {match}; expected exactly one")
+    return rows[0]["mean"]
+
+
+def pivot(
+    rows: Sequence[dict[str, Any]],
+    index: str,
+    columns: str,
+    cell: Callable[[dict[str, Any]], str] | None = None,
+) -> str:
+    """A Markdown table: one line per value of ``rows[i][index]``, one column per ``columns`` value.
+
+    ``cell`` formats a row (default ``mean ± ci95`` with three decimals); missing cells stay empty.
+    """
+    if cell is None:
+        def cell(row: dict[str, Any]) -> str:
+            ci = row.get("ci95")
+            return f"{row['mean']:.3f}" + (f" ± {ci:.3f}" if ci is not None else "")
+    lines = list(dict.fromkeys(row[index] for row in rows))
+    heads = list(dict.fromkeys(row[columns] for row in rows))
+    cells = {(row[index], row[columns]): cell(row) for row in rows}
+    table = [f"| {index} | " + " | ".join(f"{columns} = {h}" for h in heads) + " |",
+             "| --- " * (len(heads) + 1) + "|"]
+    table += [f"| {line} | " + " | ".join(cells.get((line, h), "") for h in heads) + " |" for line in lines]
+    return "\n".join(table)
+
+
+__all__ = ["load_result", "pivot", "results_dir", "select", "value"]

@@ -1,0 +1,237 @@
+"""The exercise checks: each passes the book's reference solution and catches typical mistakes.
+
+The reference solutions are read from the book's ``solution`` cells, so the code readers see is
+the code tested here. Most wrong answers are that code with one mistake put in (a string
+replacement), so each test isolates exactly the slip it names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from mtlcode import exercises
+from mtlcode.tasks import NWayKShot
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+
+
+def solution_source(name: str) -> str:
+    """The source of the book's solution cell that defines function ``name``."""
+    for path in sorted(BOOK.glob("[0-9][0-9]_*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if "solution" in cell["metadata"].get("tags", []) and re.search(rf"^def {name}\(", source, re.M):
+                return source
+    raise LookupError(f"no solution cell defines {name}")
+
+
+def define(source: str, name: str) -> Callable:
+    namespace: dict = {}
+    exec(source, namespace)
+    return namespace[name]
+
+
+def reference(name: str) -> Callable:
+    return define(solution_source(name), name)
+
+
+def mutated(name: str, *replacements: tuple[str, str]) -> Callable:
+    """The reference solution of ``name`` with each ``old`` text replaced by ``new``."""
+    source = solution_source(name)
+    for old, new in replacements:
+        assert old in source, f"{old!r} is not in the solution of {name}: update this test"
+        source = source.replace(old, new)
+    return define(source, name)
+
+
+def assert_fails(check: Callable, fn: Callable, case: str, hint: str, capsys: pytest.CaptureFixture) -> None:
+    """``check(fn)`` raises AssertionError, and its feedback names ``case`` and contains ``hint``."""
+    with pytest.raises(AssertionError) as error:
+        check(fn)
+    printed = capsys.readouterr().out
+    assert f"case '{case}' failed" in printed, printed
+    assert f"case '{case}'" in str(error.value)
+    assert "expected:" in printed and "got:" in printed and "hint:" in printed
+    assert hint in printed, printed
+
+
+CHECKS = [
+    (exercises.check_task_mse, "task_mse"),
+    (exercises.check_nway_kshot, "sample_task"),
+    (exercises.check_inner_loop, "inner_loop"),
+    (exercises.check_first_order_meta_gradient, "fomaml_gradient"),
+    (exercises.check_meta_gradient, "meta_gradient"),
+    (exercises.check_finetune_head, "finetune_head"),
+    (exercises.check_discounted_returns, "returns_to_go"),
+    (exercises.check_batched_inner_step, "batched_inner_step"),
+]
+
+
+@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
+def test_reference_solution_passes_and_rng_is_left_alone(check, name, capsys):
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    check(reference(name))
+    assert torch.equal(torch.rand(3), expected_next), "a check changed the caller's random numbers"
+    assert "cases passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
+def test_unwritten_exercise_raises_not_implemented(check, name):
+    def stub(*args):
+        raise NotImplementedError("Exercise: not written yet")
+
+    with pytest.raises(NotImplementedError, match="not written yet"):
+        check(stub)
+
+
+def test_an_error_in_the_students_function_becomes_feedback(capsys):
+    def broken(predictions, targets):
+        return predictions.no_such_method()
+
+    assert_fails(exercises.check_task_mse, broken, "4 tasks of 6 points", "AttributeError", capsys)
+
+
+# -- one test per typical mistake ----------------------------------------------------------------
+
+def test_task_mse_mistakes(capsys):
+    check, name = exercises.check_task_mse, "task_mse"
+    ending = ".flatten(start_dim=1).mean(dim=1)"
+    assert_fails(check, mutated(name, (ending, ".mean()")), "4 tasks of 6 points", "one number per task", capsys)
+    assert_fails(check, mutated(name, (ending, ".mean(dim=1)")), "4 tasks of 6 points", "shape (4, 1)", capsys)
+    # Averaging over the points only is right for one output, wrong for two.
+    assert_fails(check, mutated(name, (ending, ".mean(dim=1)[:, 0]")), "1 task of 3 points with 2 outputs",
+                 "every dimension except the first", capsys)
+
+
+def test_sample_task_mistakes(capsys):
+    check, name = exercises.check_nway_kshot, "sample_task"
+    chosen = "torch.randperm(len(classes), generator=generator)[:ways]"
+    assert_fails(check, mutated(name, (chosen, "torch.randint(len(classes), (ways,), generator=generator)")),
+                 "rows hold different classes", "without replacement", capsys)
+    together = "examples[torch.randperm(len(examples), generator=generator)[: shots + queries]]"
+    apart = ("torch.cat([examples[torch.randperm(len(examples), generator=generator)[:shots]], "
+             "examples[torch.randperm(len(examples), generator=generator)[:queries]]])")
+    assert_fails(check, mutated(name, (together, apart)), "no example twice in a task", "split them", capsys)
+    assert_fails(check, mutated(name, (chosen, "torch.arange(ways)")), "every class appears in every row",
+                 "random order", capsys)
+    assert_fails(check, mutated(name, ("generator=generator", "generator=None")), "same generator seed, same task",
+                 "from `generator`", capsys)
+
+
+def test_sample_task_check_accepts_mtlcode_sampler():
+    class Examples:  # the smallest dataset NWayKShot accepts
+        def __init__(self, targets):
+            self.targets = targets
+
+        def __len__(self):
+            return len(self.targets)
+
+        def __getitem__(self, i):
+            return torch.zeros(1), int(self.targets[i])
+
+    def by_mtlcode(targets, ways, shots, queries, generator):
+        return NWayKShot(Examples(targets), ways, shots, queries).sample_indices(generator)
+
+    exercises.check_nway_kshot(by_mtlcode)
+
+
+def test_inner_loop_mistakes(capsys):
+    check, name = exercises.check_inner_loop, "inner_loop"
+    assert_fails(check, mutated(name, (", create_graph=True", "")), "meta-gradient through two steps",
+                 "create_graph=True", capsys)
+    at_theta = mutated(name, ("    for _ in range(steps):", "    theta = params\n    for _ in range(steps):"),
+                       ("functional_call(model, params, (support_x,))", "functional_call(model, theta, (support_x,))"),
+                       ("list(params.values())", "list(theta.values())"))
+    assert_fails(check, at_theta, "three steps", "previous step", capsys)
+    assert_fails(check, mutated(name, ("range(steps)", "range(1)")), "three steps", "repeat the update", capsys)
+
+    def in_place(model, params, support_x, support_y, alpha, steps):
+        for _ in range(steps):
+            loss = F.mse_loss(functional_call(model, params, (support_x,)), support_y)
+            grads = torch.autograd.grad(loss, list(params.values()))
+            with torch.no_grad():
+                for p, g in zip(params.values(), grads):
+                    p -= alpha * g
+        return params
+
+    assert_fails(check, in_place, "theta is left unchanged", "in place", capsys)
+
+
+def test_first_order_meta_gradient_mistakes(capsys):
+    check, name = exercises.check_first_order_meta_gradient, "fomaml_gradient"
+    inner = "torch.autograd.grad(support_loss, list(theta.values()))"
+    assert_fails(check, mutated(name, (inner, inner[:-1] + ", create_graph=True)")), "one task",
+                 "second-order meta-gradient", capsys)
+    assert_fails(check, mutated(name, ("torch.stack(query_losses).mean()", "torch.stack(query_losses).sum()")),
+                 "four tasks", "sum over the tasks", capsys)
+    assert_fails(check, mutated(name, ("functional_call(model, adapted, (task.query_x,))",
+                                       "functional_call(model, theta, (task.query_x,))")),
+                 "one task", "query gradient at theta", capsys)
+
+
+def test_meta_gradient_mistakes(capsys):
+    check, name = exercises.check_meta_gradient, "meta_gradient"
+    step = "(q[name] - alpha * hq[name]) / len(batch)"
+    assert_fails(check, mutated(name, (step, "q[name] / len(batch)")), "one task", "first-order meta-gradient",
+                 capsys)
+    assert_fails(check, mutated(name, (step, "(q[name] + alpha * hq[name]) / len(batch)")), "one task",
+                 "sign of the Hessian term", capsys)
+    assert_fails(check, mutated(name, (step, "q[name] - alpha * hq[name]")), "four tasks", "sum over the tasks",
+                 capsys)
+
+
+def test_finetune_head_mistakes(capsys):
+    check, name = exercises.check_finetune_head, "finetune_head"
+    assert_fails(check, mutated(name, ("        optimizer.zero_grad()\n", "")), "five steps", "zero them", capsys)
+    assert_fails(check, mutated(name, ("copy.deepcopy(model)", "model")), "the pre-trained model is left unchanged",
+                 "copy.deepcopy", capsys)
+    assert_fails(check, mutated(name, ("    for _ in range(steps):", "    model.body.requires_grad_(False)\n"
+                                                                      "    for _ in range(steps):")),
+                 "the pre-trained model is left unchanged", "freeze model.body", capsys)
+
+    def whole_network(model, head, support_x, support_y, steps, lr):
+        import copy
+
+        tuned = copy.deepcopy(model)
+        tuned.head = head
+        optimizer = torch.optim.SGD(tuned.parameters(), lr=lr)  # the body trains too
+        for _ in range(steps):
+            loss = F.cross_entropy(tuned(support_x), support_y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return tuned
+
+    assert_fails(check, whole_network, "one step", "freeze the body", capsys)
+
+
+def test_returns_to_go_mistakes(capsys):
+    check, name = exercises.check_discounted_returns, "returns_to_go"
+    discount = "gamma ** offsets.clamp(min=0)"
+    first_case = "rewards [1, 2, 3], gamma 0.5"
+    assert_fails(check, mutated(name, (discount, "torch.ones_like(offsets)")), first_case, "not discounted", capsys)
+    assert_fails(check, mutated(name, ("offsets >= 0", "offsets <= 0"), (discount, "gamma ** (-offsets).clamp(min=0)")),
+                 first_case, "up to step t", capsys)
+    assert_fails(check, mutated(name, (discount, "gamma ** steps.expand_as(offsets)")), first_case,
+                 "start of the episode", capsys)
+
+
+def test_batched_inner_step_mistakes(capsys):
+    check, name = exercises.check_batched_inner_step, "batched_inner_step"
+    update = "params[name] - alpha * grads[name]"
+    assert_fails(check, mutated(name, (update, "params[name] + alpha * grads[name]")), "5 tasks", "uphill", capsys)
+    assert_fails(check, mutated(name, (update, "grads[name]")), "5 tasks", "these are the gradients", capsys)
+    pooled = mutated(name, ("return vmap(one_task)(support_x, support_y)",
+                            "step = one_task(support_x.flatten(0, 1), support_y.flatten(0, 1))\n"
+                            "    return {n: p.expand(len(support_x), *p.shape) for n, p in step.items()}"))
+    assert_fails(check, pooled, "5 tasks", "pooled", capsys)

@@ -1,0 +1,55 @@
+"""Reading benchmark result files and turning them into tables (mtlcode.results)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from mtlcode import results
+
+RESULT = {"command": "python -m benchmarks.demo", "rows": [
+    {"method": "maml", "K": 5, "steps": 1, "metric": "mse", "mean": 0.5, "ci95": 0.05},
+    {"method": "maml", "K": 5, "steps": 10, "metric": "mse", "mean": 0.3, "ci95": 0.04},
+    {"method": "pretrained", "K": 5, "steps": 1, "metric": "mse", "mean": 2.4, "ci95": 0.2},
+]}
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "demo.json").write_text(json.dumps(RESULT))
+    return tmp_path
+
+
+def test_load_select_value(folder):
+    result = results.load_result("demo", folder)
+    assert result == RESULT
+    assert [r["mean"] for r in results.select(result, method="maml")] == [0.5, 0.3]
+    assert [r["mean"] for r in results.select(result, steps=1, method=("maml", "pretrained"))] == [0.5, 2.4]
+    assert results.value(result, method="pretrained") == 2.4
+    with pytest.raises(KeyError, match="2 rows match"):
+        results.value(result, method="maml")
+    with pytest.raises(KeyError, match="0 rows match"):
+        results.value(result, method="reptile")
+
+
+def test_pivot_lays_rows_out_as_a_markdown_table():
+    table = results.pivot(RESULT["rows"], index="method", columns="steps").splitlines()
+    assert table[0] == "| method | steps = 1 | steps = 10 |"
+    assert table[2] == "| maml | 0.500 ± 0.050 | 0.300 ± 0.040 |"
+    assert table[3] == "| pretrained | 2.400 ± 0.200 |  |"
+
+
+def test_missing_result_names_the_command_that_makes_it(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(FileNotFoundError, match="python -m benchmarks.omniglot"):
+        results.load_result("omniglot_small", tmp_path)
+
+
+def test_the_repository_results_are_found():
+    assert (results.results_dir() / "speed.json").is_file()
+    assert results.load_result("speed")["rows"]
