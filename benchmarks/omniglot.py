@@ -13,8 +13,9 @@ everything: "all"). Every method is scored on
   the evaluation alphabets, which no method has seen (error, beside the published figures).
 
 Test-time settings (MAML's number of steps, the baselines' step sizes) are picked on validation
-tasks. MAML models are trained 20-way; for 5-way tasks the first five rows of the head are used
-(labels are shuffled in every training task, so the twenty rows are interchangeable).
+tasks with the same number of ways (5 or 20). MAML models are trained 20-way; for 5-way tasks the
+first five rows of the head are used (labels are shuffled in every training task, so the twenty
+rows are interchangeable).
 
 Full protocol (``--full``): the MAML paper's setting on the complete background and evaluation
 sets (1,200 training characters with rotations, 5- and 20-way, 1- and 5-shot, 60,000 iterations),
@@ -34,6 +35,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,6 +49,7 @@ from mtlcode.data import Omniglot, lake_one_shot_runs, split_alphabets
 from mtlcode.finetune import finetune, pretrain
 from mtlcode.models import Conv4
 from mtlcode.tasks import NWayKShot, TaskBatch
+from mtlcode.train import save_checkpoint
 
 SMALL_SETS = ("background_small1", "background_small2")
 FULL_SETS = ("background", "evaluation")
@@ -67,11 +70,11 @@ class Protocol:
     shots: int = 1
     queries: int = 2                               # per class, in meta-training tasks
     meta_batch: int = 8                            # paper: 16 (20-way)
-    iterations: int = 1500                         # paper: 60,000
+    iterations: int = 2000                         # paper: 60,000
     inner_lr: float = 0.4
     inner_steps: int = 1
     meta_lr: float = 1e-3
-    test_steps: tuple[int, ...] = (1, 3, 5)        # MAML steps at test time, picked on validation
+    test_steps: tuple[int, ...] = (1, 3, 5, 10)    # MAML steps at test time, picked on validation
     pretrain_steps: int = 3000
     pretrain_batch: int = 64
     head_steps: int = 100
@@ -202,6 +205,12 @@ class Job:
     download: bool = False
     progress: bool = False
     device: str = "cpu"
+    models: str | None = None        # a folder to save the trained weights in
+
+
+def save_model(job: Job, model: Conv4) -> None:
+    if job.models is not None:
+        save_checkpoint(Path(job.models) / f"{job.method}.pt", model.state_dict())
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -215,7 +224,12 @@ def run_job(job: Job) -> dict[str, Any]:
                              ("support_x", "support_y", "query_x", "query_y"))) if lake else None
     held_out = {name: tasks(splits.test, ways, shots, protocol.test_queries, protocol.test_tasks, seed + 100 + i)
                 for i, (name, ways, shots) in enumerate(job.benchmarks)}
-    val = tasks(splits.val, 5, 1, protocol.test_queries, protocol.val_tasks, seed + 99)
+    scored = [(name, ways, shots, held_out[name]) for name, ways, shots in job.benchmarks]
+    if lake_batch is not None:
+        scored.append(("lake20", 20, 1, lake_batch))
+    # Test-time settings are picked per way count, on 1-shot tasks of the validation alphabets.
+    val = {ways: tasks(splits.val, ways, 1, protocol.test_queries, protocol.val_tasks, seed + 99 + ways)
+           for ways in sorted({ways for _, ways, _, _ in scored})}
     rows: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
 
@@ -236,33 +250,31 @@ def run_job(job: Job) -> dict[str, Any]:
                                      protocol.iterations, protocol.meta_lr, seed=seed, progress=job.progress,
                                      device=job.device)
         info["train_seconds"] = time.perf_counter() - started
+        save_model(job, model)
         info["final_train_accuracy"] = sum(history["metric"][-50:]) / len(history["metric"][-50:])
-        val_scores = {s: score_maml(model, protocol, 5, s, val, first_order).mean for s in protocol.test_steps}
-        steps = max(val_scores, key=val_scores.get)
-        info.update(val_accuracy_by_steps=val_scores, test_steps=steps)
-        for name, ways, shots in job.benchmarks:
-            add(job.method, name, ways, shots, score_maml(model, protocol, ways, steps, held_out[name], first_order))
-        if lake_batch is not None:
-            add(job.method, "lake20", 20, 1, score_maml(model, protocol, 20, steps, lake_batch, first_order))
+        val_scores = {ways: {s: score_maml(model, protocol, ways, s, batch, first_order).mean
+                             for s in protocol.test_steps} for ways, batch in val.items()}
+        best_steps = {ways: max(scores, key=scores.get) for ways, scores in val_scores.items()}
+        info.update(val_accuracy_by_steps=val_scores, test_steps=best_steps)
+        for name, ways, shots, batch in scored:
+            add(job.method, name, ways, shots, score_maml(model, protocol, ways, best_steps[ways], batch, first_order))
     elif job.method == "pretrained":
         model = conv4(protocol, int(splits.train.targets.max()) + 1, seed)
         losses = pretrain(model, splits.train, protocol.pretrain_steps, protocol.meta_lr, protocol.pretrain_batch,
                           generator=torch.Generator().manual_seed(seed), device=job.device, progress=job.progress)
         info["train_seconds"] = time.perf_counter() - started
+        save_model(job, model)
         info["final_train_loss"] = sum(losses[-50:]) / len(losses[-50:])
         for mode, steps, lrs in (("head", protocol.head_steps, protocol.head_lrs),
                                  ("all", protocol.all_steps, protocol.all_lrs)):
             method = f"finetune_{mode}"
-            val_scores = {lr: mtlcode.evaluate(fine_tuner(model, mode, steps, lr), val, device=job.device).mean
-                          for lr in lrs}
-            lr = max(val_scores, key=val_scores.get)
-            info[method] = {"steps": steps, "lr": lr, "val_accuracy_by_lr": val_scores}
-            for name, ways, shots in job.benchmarks:
+            val_scores = {ways: {lr: mtlcode.evaluate(fine_tuner(model, mode, steps, lr), batch, device=job.device).mean
+                                 for lr in lrs} for ways, batch in val.items()}
+            best_lr = {ways: max(scores, key=scores.get) for ways, scores in val_scores.items()}
+            info[method] = {"steps": steps, "lr": best_lr, "val_accuracy_by_lr": val_scores}
+            for name, ways, shots, batch in scored:
                 add(method, name, ways, shots,
-                    mtlcode.evaluate(fine_tuner(model, mode, steps, lr), held_out[name], device=job.device))
-            if lake_batch is not None:
-                add(method, "lake20", 20, 1,
-                    mtlcode.evaluate(fine_tuner(model, mode, steps, lr), lake_batch, device=job.device))
+                    mtlcode.evaluate(fine_tuner(model, mode, steps, best_lr[ways]), batch, device=job.device))
     else:
         raise ValueError(f"unknown method {job.method!r}")
     info["seconds"] = time.perf_counter() - started
@@ -282,7 +294,7 @@ def run_jobs(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
 def small(args, protocol: Protocol, started: float, device: torch.device) -> dict[str, Any]:
     benchmarks = (("heldout_5way1shot", 5, 1), ("heldout_5way5shot", 5, 5))
     jobs = [Job(m, protocol, args.seed, args.root, benchmarks, download=not args.no_download,
-                progress=not args.no_progress and args.workers <= 1, device=str(device))
+                progress=not args.no_progress and args.workers <= 1, device=str(device), models=args.models)
             for m in ("maml", "fomaml", "pretrained")]
     results = run_jobs(jobs, args.workers)
     rows = [row for result in results for row in result["rows"]]
@@ -327,6 +339,33 @@ def full(args, protocol: Protocol, started: float, device: torch.device) -> dict
 FULL_PROTOCOL = Protocol(queries=1, iterations=60_000, test_steps=(1, 3, 5, 10))
 
 
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Accuracy of every method on every benchmark (bars with 95% CIs), published figures as lines."""
+    import matplotlib.pyplot as plt
+
+    benchmarks = list(dict.fromkeys(row["benchmark"] for row in result["rows"]))
+    methods = list(dict.fromkeys(row["method"] for row in result["rows"]))
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(3.6 * len(benchmarks), 3.4), sharey=True, squeeze=False)
+    for ax, benchmark in zip(axes[0], benchmarks):
+        rows = {row["method"]: row for row in result["rows"] if row["benchmark"] == benchmark}
+        accuracy = [1 - rows[m]["mean"] if rows[m]["metric"] == "error" else rows[m]["mean"] for m in methods]
+        ax.bar(methods, accuracy, yerr=[rows[m]["ci95"] for m in methods], capsize=3, color="tab:blue", alpha=0.8)
+        published = [row for row in result.get("published", []) if row["benchmark"] == benchmark]
+        for i, row in enumerate(published):
+            level = 1 - row["mean"] if row["metric"] == "error" else row["mean"]
+            ax.axhline(level, ls="--", lw=1, color="grey")
+            # Alternate sides so that close figures (people, BPL) keep readable labels.
+            x, side = (len(methods) - 0.5, "right") if i % 2 == 0 else (-0.5, "left")
+            ax.text(x, level, row["method"].replace("_", " "), fontsize=7, ha=side, va="bottom")
+        ax.set_title(benchmark)
+        ax.set_ylim(0, 1)
+        ax.tick_params(axis="x", labelrotation=45)
+    axes[0][0].set_ylabel("accuracy (95% CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def print_table(result: dict[str, Any]) -> None:
     for row in result["rows"]:
         print(f"{row['method']:>14}  {row['benchmark']:<18} {row['metric']:<8} {row['mean']:.3f} ± {row['ci95']:.3f}")
@@ -342,6 +381,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     p.add_argument("--root", default=None, help="Omniglot folder (default: $MTLCODE_DATA, then the user cache)")
     p.add_argument("--no-download", action="store_true", help="never download missing archives")
     p.add_argument("--iterations", type=int, default=None, help="override the meta-training iterations")
+    p.add_argument("--models", default=None, help="save the trained weights (<method>.pt) in this folder")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="processes for the methods (1: in this process)")
     args = p.parse_args(argv)
@@ -364,6 +404,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             return None
     else:
         result = small(args, protocol, started, device)
+    plot(result, args.out.with_suffix(".png"))
     if not args.no_progress:
         print_table(result)
     return result

@@ -98,6 +98,7 @@ def test_omniglot_benchmark_small_protocol(tmp_path, omniglot_dir):
     alphabets = saved["alphabets"]
     assert not set(alphabets["train"]) & (set(alphabets["val"]) | set(alphabets["test"]))
     assert {r["method"] for r in saved["published"]} == set(omniglot.PUBLISHED_LAKE20)
+    assert out.with_suffix(".png").stat().st_size > 1000
 
 
 def test_omniglot_full_protocol_exits_cleanly_without_the_full_archives(tmp_path, capsys):
