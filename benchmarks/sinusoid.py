@@ -150,7 +150,7 @@ def plot(rows: list[dict[str, Any]], protocol: Protocol, path: Path) -> None:
             ax.plot([r["steps"] for r in mine], [r["median"] for r in mine], marker="o", label=method)
             if shots == 5 and method in PUBLISHED:
                 ax.plot(list(PUBLISHED[method]), list(PUBLISHED[method].values()), "x--", color="grey",
-                        label=f"{method} (paper)")
+                        label=f"{method} (paper, mean)")
         ax.set(title=f"K = {shots}", xlabel="gradient steps at test time", yscale="log")
     axes[0].set_ylabel("median query MSE over tasks")
     axes[0].legend(fontsize=8)
