@@ -291,7 +291,7 @@ def run_jobs(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
 
 # -- the two protocols ---------------------------------------------------------------------------
 
-def small(args, protocol: Protocol, started: float, device: torch.device) -> dict[str, Any]:
+def small(args, argv: list[str] | None, protocol: Protocol, started: float, device: torch.device) -> dict[str, Any]:
     benchmarks = (("heldout_5way1shot", 5, 1), ("heldout_5way5shot", 5, 5))
     jobs = [Job(m, protocol, args.seed, args.root, benchmarks, download=not args.no_download,
                 progress=not args.no_progress and args.workers <= 1, device=str(device), models=args.models)
@@ -300,12 +300,13 @@ def small(args, protocol: Protocol, started: float, device: torch.device) -> dic
     rows = [row for result in results for row in result["rows"]]
     published = [{"method": m, "benchmark": "lake20", "metric": "error", "mean": v, "source": "lake2015omniglot"}
                  for m, v in PUBLISHED_LAKE20.items()]
-    return write_result(args.out, rows, started, BUDGET_SECONDS, device, args.seed, "benchmarks.omniglot", args.argv,
+    return write_result(args.out, rows, started, BUDGET_SECONDS, device, args.seed, "benchmarks.omniglot", argv,
                         protocol=asdict(protocol), alphabets=results[0]["alphabets"],
                         methods={r["method"]: r["info"] for r in results}, published=published)
 
 
-def full(args, protocol: Protocol, started: float, device: torch.device) -> dict[str, Any] | None:
+def full(args, argv: list[str] | None, protocol: Protocol, started: float,
+         device: torch.device) -> dict[str, Any] | None:
     """The MAML paper's four Omniglot settings; None (with a message) when the data is missing."""
     sets = FULL_SETS
     try:
@@ -332,7 +333,7 @@ def full(args, protocol: Protocol, started: float, device: torch.device) -> dict
               f"(paper {PUBLISHED_FULL[ways, shots]:.3f})")
     published = [{"method": "maml", "benchmark": f"test_{w}way{s}shot", "metric": "accuracy", "mean": v,
                   "source": "finn2017maml"} for (w, s), v in PUBLISHED_FULL.items()]
-    return write_result(args.out, rows, started, None, device, args.seed, "benchmarks.omniglot", args.argv,
+    return write_result(args.out, rows, started, None, device, args.seed, "benchmarks.omniglot", argv,
                         protocol=asdict(protocol), methods=infos, published=published)
 
 
@@ -385,7 +386,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="processes for the methods (1: in this process)")
     args = p.parse_args(argv)
-    args.argv = argv
     started = time.perf_counter()
     device = torch.device(args.device) if args.device else mtlcode.device()
     if device.type != "cpu":
@@ -399,11 +399,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if args.full:
         if args.out == RESULTS / "omniglot_small.json":
             args.out = RESULTS / "omniglot_full.json"
-        result = full(args, protocol, started, device)
+        result = full(args, argv, protocol, started, device)
         if result is None:
             return None
     else:
-        result = small(args, protocol, started, device)
+        result = small(args, argv, protocol, started, device)
     plot(result, args.out.with_suffix(".png"))
     if not args.no_progress:
         print_table(result)
