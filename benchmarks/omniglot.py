@@ -74,13 +74,13 @@ class Protocol:
     inner_lr: float = 0.4
     inner_steps: int = 1
     meta_lr: float = 1e-3
-    test_steps: tuple[int, ...] = (1, 3, 5, 10)    # MAML steps at test time, picked on validation
+    test_steps: tuple[int, ...] = (1, 3, 5, 10, 20)  # MAML steps at test time, picked on validation
     pretrain_steps: int = 3000
     pretrain_batch: int = 64
     head_steps: int = 100
-    head_lrs: tuple[float, ...] = (0.1, 0.3, 1.0)
+    head_lrs: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
     all_steps: int = 20
-    all_lrs: tuple[float, ...] = (0.01, 0.03, 0.1)
+    all_lrs: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
     test_queries: int = 15                         # per class, held-out tasks
     test_tasks: int = 600
     val_tasks: int = 100
@@ -337,7 +337,7 @@ def full(args, argv: list[str] | None, protocol: Protocol, started: float,
                         protocol=asdict(protocol), methods=infos, published=published)
 
 
-FULL_PROTOCOL = Protocol(queries=1, iterations=60_000, test_steps=(1, 3, 5, 10))
+FULL_PROTOCOL = Protocol(queries=1, iterations=60_000)
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

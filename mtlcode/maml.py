@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from mtlcode.models import TaskBatchNorm2d
 from mtlcode.tasks import TaskBatch
 
 Params = dict[str, Tensor]
@@ -55,7 +56,7 @@ class MAML:
         first_order: drop the second-order term of the meta-gradient (FOMAML).
         loss: ``loss(predictions, targets)`` averaged over examples, e.g. ``F.mse_loss``.
         strategy: how ``meta_loss`` runs the tasks of a batch: ``"vmap"`` all at once,
-            ``"loop"`` one after another, ``"auto"`` picks by model (see :meth:`resolved_strategy`).
+            ``"loop"`` one after another, ``"auto"`` picks by model and device (see :meth:`resolved_strategy`).
         chunk_size: with ``"vmap"``, how many tasks go through the model together (None: all).
     """
 
@@ -146,27 +147,33 @@ class MAML:
     # -- outer loop ----------------------------------------------------------------------------
 
     def resolved_strategy(self) -> Literal["vmap", "loop"]:
-        """The strategy ``"auto"`` stands for with this model.
+        """The strategy ``"auto"`` stands for with this model, on the device its parameters are on.
 
-        Measured on a 2-core CPU (``benchmarks/speed.py``): vmap wins by a wide margin on small
-        fully connected networks, where per-task Python overhead dominates; on convolutional
-        networks batching the tasks turns every convolution into a grouped one, which the CPU
-        runs more slowly than a loop of ordinary ones, so the loop is used there.
+        Measured with ``benchmarks/speed.py``: ``vmap`` wins by a wide margin on small fully
+        connected networks, where per-task overhead dominates, on any device. For convolutional
+        networks it depends on the device. On a CPU, batching the tasks turns every convolution
+        into a grouped one, which runs more slowly than a loop of ordinary ones, so the loop is
+        used there (and on Apple's MPS, which has not been measured); on a CUDA GPU the loop
+        leaves the device idle between small kernels, and ``vmap`` is used.
         """
-        has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
         if self.strategy == "vmap" and self._vmap_is_unsafe():
             raise ValueError(
-                "strategy='vmap' gives wrong second-order meta-gradients through batch norm: PyTorch's "
-                "vmap rule for batch norm's double backward is incorrect (checked on torch 2.14). Use "
-                "strategy='loop' (the default for this model), or first_order=True."
+                "strategy='vmap' gives wrong second-order meta-gradients through torch.nn batch norm: "
+                "PyTorch's vmap rule for its double backward is incorrect (checked on torch 2.14). Use "
+                "mtlcode.models.TaskBatchNorm2d instead (Conv4 does), strategy='loop', or first_order=True."
             )
         if self.strategy != "auto":
             return self.strategy
-        return "loop" if has_conv or self._vmap_is_unsafe() else "vmap"
+        if self._vmap_is_unsafe():
+            return "loop"
+        has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
+        on_cuda = any(p.is_cuda for p in self.model.parameters())
+        return "vmap" if on_cuda or not has_conv else "loop"
 
     def _vmap_is_unsafe(self) -> bool:
-        has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
-        return has_batch_norm and not self.first_order and self.inner_steps > 0
+        fused_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, TaskBatchNorm2d)
+                               for m in self.model.modules())
+        return fused_batch_norm and not self.first_order and self.inner_steps > 0
 
     def task_losses(self, batch: TaskBatch, steps: int | None = None) -> tuple[Tensor, Tensor]:
         """Query loss of every task after adaptation, and the query predictions.

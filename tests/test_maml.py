@@ -110,10 +110,30 @@ def test_loop_matches_reference_on_conv4_second_order():
         torch.testing.assert_close(g, p.grad, rtol=1e-9, atol=1e-12)
 
 
-def test_vmap_refuses_second_order_through_batch_norm():
-    model, batch = conv_problem()
-    with pytest.raises(ValueError, match="batch norm"):
+def test_vmap_refuses_second_order_through_torch_batch_norm():
+    """torch.nn.BatchNorm2d's double backward is wrong under vmap; mtlcode says so instead."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4, track_running_stats=False),
+                                torch.nn.Flatten(), torch.nn.LazyLinear(3)).double()
+    _, batch = conv_problem()
+    model(batch.support_x[0])  # materialise the lazy layer
+    with pytest.raises(ValueError, match="TaskBatchNorm2d"):
         MAML(model, 0.4, 1, strategy="vmap").meta_loss(batch)
+    assert MAML(model, 0.4, 1).resolved_strategy() == "loop"
+    assert MAML(model, 0.4, 1, first_order=True, strategy="vmap").resolved_strategy() == "vmap"
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_vmap_matches_loop_on_conv4_second_order(steps):
+    """Conv4's TaskBatchNorm2d makes the vectorised second-order meta-gradient exact."""
+    model, batch = conv_problem()
+    results = {}
+    for strategy in ("vmap", "loop"):
+        maml = MAML(model, 0.4, steps, strategy=strategy)
+        losses, predictions = maml.task_losses(batch)
+        grads = torch.autograd.grad(losses.mean(), list(model.parameters()))
+        results[strategy] = (losses, predictions, *grads)
+    for a, b in zip(results["vmap"], results["loop"]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
 def test_vmap_and_loop_agree_on_conv4_first_order():
@@ -145,10 +165,23 @@ def test_adapt_leaves_the_model_untouched_and_reduces_support_loss():
 
 def test_auto_strategy_and_bad_arguments():
     assert MAML(MLP([1, 4, 1]), 0.1).resolved_strategy() == "vmap"
-    assert MAML(Conv4(hidden=4), 0.1).resolved_strategy() == "loop"
+    assert MAML(Conv4(hidden=4), 0.1).resolved_strategy() == "loop"  # on the CPU
     with pytest.raises(ValueError, match="inner_lr"):
         MAML(MLP([1, 4, 1]), 0.0)
     with pytest.raises(ValueError, match="inner_steps"):
         MAML(MLP([1, 4, 1]), 0.1, inner_steps=-1)
     with pytest.raises(ValueError, match="strategy"):
         MAML(MLP([1, 4, 1]), 0.1, strategy="fast")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_auto_strategy_vectorises_conv4_on_a_gpu_and_matches_the_loop():
+    model, batch = conv_problem()
+    model, batch = model.cuda(), batch.to("cuda")
+    assert MAML(model, 0.4, 1).resolved_strategy() == "vmap"
+    grads = {}
+    for strategy in ("vmap", "loop"):
+        loss = MAML(model, 0.4, 1, strategy=strategy).meta_loss(batch)
+        grads[strategy] = torch.autograd.grad(loss, list(model.parameters()))
+    for a, b in zip(grads["vmap"], grads["loop"]):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
