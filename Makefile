@@ -13,17 +13,17 @@ export MTLCODE_DATA ?= $(if $(wildcard $(SHARED_DATA)/*.zip),$(SHARED_DATA),)
 # one thread, 174 s with two under load). Override with e.g. `make book OMP_NUM_THREADS=8`.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup test unit notebooks book site demo lint clean
+.PHONY: setup test unit notebooks readers book site demo lab lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[book,test]'
+	$(BIN)/python -m pip install --quiet -e '.[book,lab,test]'
 	touch $@
 
 setup: $(BIN)/.installed
 
-test: unit notebooks book site
+test: unit notebooks readers book site
 
 unit: setup
 	$(BIN)/python -m pytest -p no:cacheprovider tests
@@ -31,8 +31,18 @@ unit: setup
 notebooks: setup
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider book
 
+# The chapters and the student edition in a Colab-like venv (no book tools, mtlcode installed by
+# the install cell), and `make lab` started and driven through one chapter.
+readers: setup
+	$(BIN)/python -m pytest -p no:cacheprovider tests_readers
+
 site: setup
 	$(BIN)/python -m pytest -p no:cacheprovider tests_site
+
+# JupyterLab on the book's notebooks; its kernel is the project's environment. Extra options go
+# in LAB_ARGS, e.g. `make lab LAB_ARGS="--no-browser --port 8890"`.
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=book $(LAB_ARGS)
 
 demo: setup
 	$(BIN)/python -m mtlcode.demo

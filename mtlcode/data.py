@@ -272,6 +272,7 @@ class Omniglot(Dataset):
         alphabets: sorted names of the alphabets loaded.
         num_characters: number of distinct characters; ``num_classes`` is 4x that with rotations.
         drawings: file name (``"0108_01.png"``: character code and drawer) of every unrotated image.
+        archives: the verified archive files the images were read from, one per set.
 
     Class ids follow the sorted (alphabet, character) names, so they do not depend on the order
     of ``sets``.
@@ -309,9 +310,11 @@ class Omniglot(Dataset):
         # (alphabet, character) -> {file name: row in the concatenation of all loaded archives}
         drawings: dict[tuple[str, str], dict[str, int]] = {}
         parts, offset = [], 0
+        self.archives: list[Path] = []
         for name in sets:
             archive = _SETS[name]
             path = _locate(archive, root, download)
+            self.archives.append(path)
             keys, images = _load_images(str(path.resolve()), archive.md5, image_size)
             for row, (alphabet, character, file) in enumerate(keys):
                 drawings.setdefault((alphabet, character), {}).setdefault(file, offset + row)

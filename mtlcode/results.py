@@ -3,45 +3,47 @@
 The chapters quote the project's own full benchmark runs next to their quick in-notebook runs.
 Each result file is one JSON object (``command``, ``seed``, ``torch``, ``device``,
 ``wall_seconds``, ``budget_seconds``, ``rows``; see ``benchmarks/README.md``). In a clone of the
-repository the files are read from disk; elsewhere (a pip install, Colab) they are fetched from
-the repository on GitHub.
+repository they are read from ``benchmarks/results``; a pip install (Colab) ships the same files
+inside the package as ``mtlcode.benchmark_results`` (see ``pyproject.toml``), so the chapters
+read them without a network.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-RESULTS_URL = "https://raw.githubusercontent.com/mtl-book/mtl-book/main/benchmarks/results/{name}.json"
+_PACKAGED = "mtlcode.benchmark_results"  # benchmarks/results, as installed by pip (pyproject.toml)
 
 
 def results_dir() -> Path:
-    """``benchmarks/results`` of the repository this package was installed from (editable)."""
-    return Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    """``benchmarks/results`` of the checkout (editable install), else the copy shipped in the package."""
+    checkout = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    if checkout.is_dir():
+        return checkout
+    # A folder of data files, not a Python package: its spec has a search location, not a file.
+    spec = importlib.util.find_spec(_PACKAGED)
+    if spec is None or not spec.submodule_search_locations:  # e.g. a bare copy of mtlcode/
+        return checkout
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def load_result(name: str, folder: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The result object ``name`` (e.g. ``"sinusoid"``), from ``folder`` or the repository.
+    """The result object ``name`` (e.g. ``"sinusoid"``), from ``folder`` or :func:`results_dir`.
 
-    Raises ``FileNotFoundError`` naming the file and the command that produces it when it is
-    neither on disk nor downloadable.
+    Raises ``FileNotFoundError`` naming the file and the command that produces it when it is missing.
     """
     path = Path(folder or results_dir()) / f"{name}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    url = RESULTS_URL.format(name=name)
-    try:
-        with urllib.request.urlopen(url, timeout=20) as response:
-            return json.loads(response.read().decode())
-    except OSError as error:
+    if not path.is_file():
         raise FileNotFoundError(
-            f"benchmark result {path} not found and fetching {url} failed ({error}); produce it with "
+            f"benchmark result {path} not found; produce it with "
             f"`python -m benchmarks.{name.split('_')[0]}` in a clone of the repository"
-        ) from error
+        )
+    return json.loads(path.read_text())
 
 
 def select(result: dict[str, Any], **match: Any) -> list[dict[str, Any]]:

@@ -49,6 +49,7 @@ def test_root_may_be_the_parent_folder(omniglot_dir: Path, monkeypatch: pytest.M
     monkeypatch.setenv("MTLCODE_DATA", str(omniglot_dir.parent))  # .../data, archives in data/omniglot
     ds = Omniglot(sets="background_small1", download=False)
     assert ds.num_classes == 136
+    assert ds.archives == [omniglot_dir / SMALL1]  # found in the omniglot/ subfolder
     assert len(Omniglot(omniglot_dir, sets="background_small1", download=False)) == 2720
     assert len(lake_one_shot_runs(download=False)) == 20
 

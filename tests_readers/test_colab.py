@@ -1,0 +1,98 @@
+"""Every chapter and every student notebook runs where readers run it: a Colab-like runtime.
+
+The environment (``colab.py``) has Colab's preinstalled stack and no ``mtlcode``. Chapter 1 runs
+first with ``google.colab`` faked, so that its install cell installs the package from (a snapshot
+of) this checkout with git, exactly as a reader's Colab installs it from the repository. The other
+chapters and the student edition then run in the same environment, each in a fresh folder that
+holds only the notebook (a Colab runtime has no clone of the repository).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from colab import (
+    COLAB_STACK,
+    ROOT,
+    _run,
+    create_environment,
+    execute,
+    point_install_cell_at,
+    python,
+    snapshot_repository,
+)
+
+from mtlcode.student_edition import SOLUTION_TAG, book_chapters, write_student_edition
+
+CHAPTERS = book_chapters(ROOT / "book")
+
+
+def read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def report(path: Path, index: int | None, error: Exception | None) -> str:
+    return f"{path.name}: cell {index} raised\n{error}"
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory):
+    os.environ["JUPYTER_PATH"] = str(create_environment())
+    return snapshot_repository(tmp_path_factory.mktemp("repository"))
+
+
+@pytest.fixture(scope="session")
+def installed(repository, tmp_path_factory):
+    """Chapter 1 run as on Colab; its install cell installs mtlcode. (index, error) of its run."""
+    notebook = read(CHAPTERS[0])
+    point_install_cell_at(notebook, repository)
+    return execute(notebook, tmp_path_factory.mktemp("content"), colab=True)
+
+
+def test_the_install_cell_installs_the_package_on_colab(installed):
+    index, error = installed
+    assert error is None, report(CHAPTERS[0], index, error)
+    where = _run(python(), "-c", "import mtlcode, mtlcode.results as r; print(mtlcode.__file__); "
+                 "print(r.results_dir()); print(len(list(r.results_dir().glob('*.json'))))",
+                 cwd=python().parent).stdout.split()  # not the checkout: it holds mtlcode/
+    site_packages = str(python().parents[1] / "lib")
+    assert where[0].startswith(site_packages), f"mtlcode imported from {where[0]}, not the Colab-like venv"
+    assert where[1].startswith(site_packages), f"benchmark results read from {where[1]}, not the installed package"
+    assert int(where[2]) > 0, "the installed package ships no benchmark results"
+
+
+def test_the_environment_lacks_the_book_tools(installed):
+    missing = _run(python(), "-c", "import importlib.util as u; "
+                   "print([m for m in ('myst_nb', 'jupyter_book', 'nbval', 'papermill') if u.find_spec(m)])").stdout
+    assert missing.strip() == "[]", f"the Colab-like venv has book tools: {missing}; stack: {COLAB_STACK}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS[1:], ids=lambda p: p.stem)
+def test_chapter_runs_on_colab(installed, chapter, tmp_path):
+    index, error = execute(read(chapter), tmp_path)
+    assert error is None, report(chapter, index, error)
+
+
+@pytest.fixture(scope="session")
+def student_edition(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("student")
+    return {path.name: path for path in write_student_edition(folder, book=ROOT / "book")}
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_student_notebook_runs_up_to_its_first_exercise(installed, student_edition, chapter, tmp_path):
+    path = student_edition[chapter.name]
+    notebook = read(path)
+    stubs = [i for i, cell in enumerate(notebook.cells) if SOLUTION_TAG in cell.metadata.get("tags", [])]
+    index, error = execute(notebook, tmp_path)
+    if not stubs:
+        assert error is None, report(path, index, error)
+        return
+    # The first error must be the first stub's NotImplementedError, raised when the check cell
+    # right after it calls the unwritten function.
+    assert error is not None, f"{path.name} ran to the end although exercise cell {stubs[0]} is a stub"
+    assert (index, error.ename) == (stubs[0] + 1, "NotImplementedError") and "Exercise" in error.evalue, \
+        report(path, index, error)
