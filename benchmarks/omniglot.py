@@ -39,17 +39,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
 import mtlcode
 from benchmarks.common import RESULTS, parser, write_result
 from mtlcode import MAML
+from mtlcode.checkpoints import save_checkpoint
 from mtlcode.data import Omniglot, lake_one_shot_runs, split_alphabets
 from mtlcode.finetune import finetune, pretrain
 from mtlcode.models import Conv4
 from mtlcode.tasks import NWayKShot, TaskBatch
-from mtlcode.train import save_checkpoint
 
 SMALL_SETS = ("background_small1", "background_small2")
 FULL_SETS = ("background", "evaluation")
@@ -175,9 +176,10 @@ def with_ways(model: Conv4, ways: int, protocol: Protocol) -> Conv4:
 
 
 def score_maml(model: Conv4, protocol: Protocol, ways: int, steps: int, batch: TaskBatch,
-               first_order: bool) -> mtlcode.train.Evaluation:
+               first_order: bool) -> mtlcode.evaluation.Evaluation:
     device = model.head.weight.device
-    maml = MAML(with_ways(model, ways, protocol).to(device), protocol.inner_lr, first_order=first_order)
+    maml = MAML(with_ways(model, ways, protocol).to(device), protocol.inner_lr, loss=F.cross_entropy,
+                first_order=first_order)
     return mtlcode.evaluate(maml, batch, steps=steps, device=device)
 
 
@@ -233,7 +235,7 @@ def run_job(job: Job) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
 
-    def add(method: str, benchmark: str, ways: int, shots: int, score: mtlcode.train.Evaluation) -> None:
+    def add(method: str, benchmark: str, ways: int, shots: int, score: mtlcode.evaluation.Evaluation) -> None:
         if benchmark == "lake20":
             rows.append({"method": method, "benchmark": benchmark, "ways": ways, "shots": shots, "metric": "error",
                          "mean": 1 - score.mean, "ci95": score.ci95, "tasks": len(score.values)})
@@ -244,7 +246,8 @@ def run_job(job: Job) -> dict[str, Any]:
     if job.method in ("maml", "fomaml"):
         first_order = job.method == "fomaml"
         model = conv4(protocol, protocol.ways, seed).to(job.device)
-        maml = MAML(model, protocol.inner_lr, protocol.inner_steps, first_order=first_order)
+        maml = MAML(model, protocol.inner_lr, loss=F.cross_entropy, inner_steps=protocol.inner_steps,
+                    first_order=first_order)
         sampler = NWayKShot(splits.train, protocol.ways, protocol.shots, protocol.queries)
         history = mtlcode.meta_train(maml, lambda g: sampler.sample(protocol.meta_batch, generator=g),
                                      protocol.iterations, protocol.meta_lr, seed=seed, progress=job.progress,

@@ -102,7 +102,8 @@ def train(method: str, protocol: Protocol, seed: int, progress: bool = False) ->
             "final_train_loss": final_loss}
 
 
-def mse_after(model: MLP, step_size: float, tasks: SinusoidBatch, shots: int, steps: int) -> mtlcode.train.Evaluation:
+def mse_after(model: MLP, step_size: float, tasks: SinusoidBatch, shots: int,
+              steps: int) -> mtlcode.evaluation.Evaluation:
     """Query MSE after ``steps`` full-batch gradient steps on the first ``shots`` support points.
 
     Fine-tuning every weight with plain gradient descent is exactly MAML's inner loop, so both
@@ -117,7 +118,7 @@ def _first_shots(tasks: SinusoidBatch, shots: int) -> SinusoidBatch:
                          tasks.amplitude, tasks.phase)
 
 
-def summary(score: mtlcode.train.Evaluation) -> dict[str, Any]:
+def summary(score: mtlcode.evaluation.Evaluation) -> dict[str, Any]:
     """Mean and 95% CI over tasks, plus the median and the number of tasks where adaptation diverged.
 
     Gradient descent with a fixed step size can blow up on a task whose loss is too sharply

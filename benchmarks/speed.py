@@ -81,11 +81,11 @@ def step_function(strategy: str, model, batch: TaskBatch, first_order: bool, inn
             model.zero_grad(set_to_none=True)
         return step
     vmap_chunk = {"vmap": None, "vmap_chunk4": 4, "vmap_chunk8": 8}
-    maml = MAML(model, inner_lr, 1, first_order, loss, strategy="loop" if strategy == "loop" else "vmap",
-                chunk_size=vmap_chunk.get(strategy))
+    maml = MAML(model, inner_lr, loss=loss, first_order=first_order,
+                strategy="loop" if strategy == "loop" else "vmap", chunk_size=vmap_chunk.get(strategy))
 
     def step() -> None:
-        maml.meta_loss(batch).backward()
+        maml.meta_backward(batch)  # what meta_train runs: the loop back-propagates task by task
         model.zero_grad(set_to_none=True)
     return step
 
@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows.append({k: r[k] for k in ("problem", "meta_batch", "order", "method")}
                         | {"metric": "speedup_vs_reference", "mean": ref / r["mean"]})
 
-    auto = {p: MAML(problems[p](2, device, torch.Generator())[0], 0.1).resolved_strategy() for p in problems}
+    auto = {}
+    for name, problem in problems.items():
+        model, _, options = problem(2, device, torch.Generator())
+        auto[name] = MAML(model, **options).resolved_strategy()
     summary = {}
     for problem in problems:
         for order in ("second", "first"):

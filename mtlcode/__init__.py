@@ -1,24 +1,44 @@
 """mtlcode: the helper package of the mtl-book on meta-learning and transfer learning.
 
-data -> tasks -> models -> algorithms (maml, finetune, rl) -> training / evaluation -> plots.
+The layout follows the architecture: data -> tasks -> models -> learners (``learner``, ``maml``,
+``rl``, ``finetune``) -> training (``training``, ``checkpoints``, ``distributed``) and evaluation
+(``evaluation``) -> plots; course tooling (``exercises``, ``student_edition``) and the book's
+plumbing (``book``, ``results``) apart.
+
+``import mtlcode`` loads torch and the core only. The submodules that pull in heavy libraries
+(``data``: PIL and torchvision; ``plots``: matplotlib; ``rl``, ``exercises``, ...) load on first
+use, as ``mtlcode.plots`` or ``from mtlcode.plots import ...``: every torchrun worker imports the
+package, and most never plot.
 """
 
+from __future__ import annotations
+
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from mtlcode import data, exercises, finetune, models, plots, results, rl, tasks
+from mtlcode.evaluation import Evaluation, evaluate
+from mtlcode.learner import Learner
 from mtlcode.maml import MAML
+from mtlcode.training import meta_train
 from mtlcode.utils import device, seed_everything
 
 if TYPE_CHECKING:
-    from mtlcode import train
-    from mtlcode.train import evaluate, meta_train
+    from mtlcode import book, data, distributed, exercises, finetune, models, plots, results, rl, tasks
 
 __version__ = "0.1.0"
 
+_LAZY_SUBMODULES = ("book", "checkpoints", "data", "distributed", "evaluation", "exercises", "finetune",
+                    "learner", "maml", "models", "plots", "results", "rl", "student_edition", "tasks",
+                    "training", "utils")
+
 __all__ = [
     "MAML",
+    "Evaluation",
+    "Learner",
+    "book",
     "data",
     "device",
+    "distributed",
     "evaluate",
     "exercises",
     "finetune",
@@ -29,17 +49,15 @@ __all__ = [
     "rl",
     "seed_everything",
     "tasks",
-    "train",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    # mtlcode.train is imported on first use (PEP 562) rather than here: `python -m mtlcode.train`
-    # (the training command) would otherwise run a module the package had already imported, which
-    # Python warns about on every launch.
-    if name in ("train", "evaluate", "meta_train"):
-        import importlib
-
-        train = importlib.import_module("mtlcode.train")
-        return train if name == "train" else getattr(train, name)
+    # PEP 562: `mtlcode.plots` imports mtlcode/plots.py the first time it is used.
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"mtlcode.{name}")
     raise AttributeError(f"module 'mtlcode' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

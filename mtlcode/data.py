@@ -18,7 +18,8 @@ laid out ``images_<set>/<alphabet>/<character>/<drawing>.png``:
 
 Where the files live: see :func:`data_root`. Each archive is checked against its published md5
 before use, and fetched from the public repository ``brendenlake/omniglot`` when missing (unless
-``download=False``).
+``download=False``); a download gives up when the server stays silent for
+:data:`DOWNLOAD_TIMEOUT` seconds.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import numbers
 import operator
 import os
 import random
+import shutil
+import urllib.request
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -42,15 +46,22 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.datasets import utils as tv_utils
 
-from mtlcode.tasks import TaskBatch
+from mtlcode.tasks import TaskBatch, _count
 
-__all__ = ["ENV_VAR", "URL_BASE", "Omniglot", "data_root", "lake_one_shot_runs", "split_alphabets"]
+__all__ = ["DOWNLOAD_TIMEOUT", "ENV_VAR", "URL_BASE", "Omniglot", "data_root", "lake_one_shot_runs", "split_alphabets"]
 
 ENV_VAR = "MTLCODE_DATA"
 """Environment variable naming the data folder (see :func:`data_root`)."""
 
 URL_BASE = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
 """Public folder the archives are downloaded from."""
+
+DOWNLOAD_TIMEOUT: float = 60
+"""Seconds a download waits on any one network operation (connecting, or one read) before giving up.
+
+It bounds each wait, not the whole download, so a slow but steady connection is never cut off,
+while one that stops answering fails within this time instead of hanging forever.
+"""
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,51 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _download(url: str, path: Path) -> None:
+    """Fetch ``url`` into ``path``, waiting at most :data:`DOWNLOAD_TIMEOUT` seconds per network operation.
+
+    The bytes go to ``<name>.part`` first and are renamed only once all have arrived, so an
+    interrupted download never leaves a file that looks like the archive. Tests replace this
+    function (``_locate`` calls it through the module) to stay offline.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    request = urllib.request.Request(url, headers={"User-Agent": "mtlcode"})
+    try:
+        # urlopen is looked up on urllib.request at call time, so tests can switch the network off.
+        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response, open(partial, "wb") as out:
+            expected = response.headers.get("Content-Length")
+            shutil.copyfileobj(response, out, 1 << 20)
+            received = out.tell()
+        # http.client ends a read early without an error when the server closes mid-file.
+        if expected is not None and received != int(expected):
+            raise OSError(f"the connection closed after {received} of {expected} bytes")
+        os.replace(partial, path)
+    finally:
+        _remove(partial)
+
+
+def _timed_out(error: BaseException) -> bool:
+    # A read that times out raises TimeoutError; a connect that does is wrapped in a URLError.
+    return isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError)
+
+
+def _download_failed(archive: _Archive, base: Path, searched: str, error: Exception) -> FileNotFoundError:
+    """The error to raise when fetching ``archive`` into ``base`` failed with ``error``."""
+    if _timed_out(error):
+        return FileNotFoundError(
+            f"Downloading {archive.filename} from {archive.url} timed out: the server did not answer "
+            f"within {DOWNLOAD_TIMEOUT:g} s (mtlcode.data.DOWNLOAD_TIMEOUT, the limit on each connect "
+            "or read). Check the connection or raise that limit and try again, or get the file by "
+            "hand: " + _how_to_get(archive, base)
+        )
+    return FileNotFoundError(
+        f"{archive.filename} not found (looked in {searched}) and downloading it from "
+        f"{archive.url} to {base} failed ({type(error).__name__}: {error}); are you offline? "
+        + _how_to_get(archive, base)
+    )
+
+
 def _check_md5(path: Path, archive: _Archive, *, downloaded: bool = False) -> None:
     if tv_utils.check_integrity(path, archive.md5):
         return
@@ -156,15 +212,10 @@ def _locate(archive: _Archive, root: str | os.PathLike[str] | None, download: bo
         )
     target = base / archive.filename
     try:
-        # Call through the module so that tests (and users) can swap the downloader.
-        tv_utils.download_url(archive.url, str(base), archive.filename)
+        _download(archive.url, target)
     except Exception as error:  # URLError, OSError (read-only folder, timeout...), HTTP errors, ...
-        _remove(target)  # a partial download would fail the md5 check next time
-        raise FileNotFoundError(
-            f"{archive.filename} not found (looked in {searched}) and downloading it from "
-            f"{archive.url} to {base} failed ({type(error).__name__}: {error}); are you offline? "
-            + _how_to_get(archive, base)
-        ) from error
+        _remove(target)  # a partial download (by a swapped-in downloader) would fail the md5 check next time
+        raise _download_failed(archive, base, searched, error) from error
     if not target.is_file():
         raise FileNotFoundError(
             f"Downloading {archive.filename} from {archive.url} to {base} produced no file. "
@@ -242,6 +293,25 @@ def _load_images(path: str, md5: str, image_size: int) -> tuple[tuple[tuple[str,
 # --------------------------------------------------------------------------------------------
 
 
+def _names(argument: str, value: str | Iterable[str], what: str, valid: Sequence[str] = ()) -> tuple[str, ...]:
+    """``value`` (one name, or any iterable of names) as a tuple of distinct names, in order.
+
+    Anything else is a ``TypeError`` saying what ``argument`` takes, with the ``valid`` names.
+    """
+    choices = f"; valid names: {', '.join(map(repr, valid))}" if valid else ""
+    wanted = f"{argument} must be {what} name or a sequence of names, got {value!r}"
+    if isinstance(value, str):
+        return (value,)
+    try:
+        names = tuple(value)
+    except TypeError:
+        raise TypeError(wanted + choices) from None
+    odd = [name for name in names if not isinstance(name, str)]
+    if odd:
+        raise TypeError(f"{wanted}, which holds {odd[0]!r}, not a str{choices}")
+    return tuple(dict.fromkeys(names))
+
+
 class Omniglot(Dataset):
     """Omniglot characters as a classification data set: ``ds[i] -> (image, class_index)``.
 
@@ -289,17 +359,16 @@ class Omniglot(Dataset):
         alphabets: Sequence[str] | str | None = None,
         transform: Callable[[Tensor], Any] | None = None,
     ) -> None:
-        if isinstance(sets, str):
-            sets = (sets,)
-        sets = tuple(dict.fromkeys(sets))
+        sets = _names("sets", sets, "an Omniglot set", valid=list(_SETS))
         valid = ", ".join(repr(s) for s in _SETS)
         if not sets:
             raise ValueError(f"sets must name at least one Omniglot archive; valid names: {valid}")
         unknown = [s for s in sets if s not in _SETS]
         if unknown:
             raise ValueError(f"unknown Omniglot set(s) {unknown}; valid names: {valid}")
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-            raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+        image_size = _count("image_size", image_size)
+        # Checked before the slow loading; whether the names exist is known only after it.
+        wanted = None if alphabets is None else _names("alphabets", alphabets, "an alphabet")
 
         self.root = data_root(root)
         self.sets = sets
@@ -322,8 +391,7 @@ class Omniglot(Dataset):
             offset += len(images)
 
         available = sorted({alphabet for alphabet, _ in drawings})
-        if alphabets is not None:
-            wanted = [alphabets] if isinstance(alphabets, str) else list(alphabets)
+        if wanted is not None:
             missing = sorted(set(wanted) - set(available))
             if missing:
                 raise ValueError(
@@ -399,6 +467,7 @@ def split_alphabets(
     one alphabet (a ``ValueError`` says so when there are too few). The split depends only on the
     set of names and ``seed``, not on their order; each part comes back sorted.
     """
+    seed = _count("seed", seed, least=None)
     names = sorted(alphabets) if not isinstance(alphabets, str) else [alphabets]
     if len(set(names)) != len(names):
         raise ValueError(f"alphabet names must be distinct, got {list(alphabets)}")
@@ -407,10 +476,11 @@ def split_alphabets(
     shares = list(fractions)
     if len(shares) != 3:
         raise ValueError(f"fractions needs three entries (train, val, test), got {fractions!r}")
-    if any(isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0 for s in shares):
+    # numbers.Real / Integral also admit numpy scalars (and arrays' elements); bool stays out.
+    if any(isinstance(s, bool) or not isinstance(s, numbers.Real) or s < 0 for s in shares):
         raise ValueError(f"fractions must be non-negative numbers, got {fractions!r}")
     n = len(names)
-    if all(isinstance(s, int) for s in shares) and sum(shares) == n:
+    if all(isinstance(s, numbers.Integral) for s in shares) and sum(shares) == n:
         counts = [int(s) for s in shares]
     elif abs(sum(shares) - 1.0) < 1e-6:
         wanted = [s * n for s in shares]
@@ -485,8 +555,7 @@ def lake_one_shot_runs(
     query images classified right; the paper reports 4.5% error for people.
     Images are processed as in :class:`Omniglot` (strokes 1.0, resized to ``image_size``).
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    image_size = _count("image_size", image_size)
     path = _locate(_RUNS, root, download)
     batches = []
     for support, query, labels in _load_runs(str(path.resolve()), _RUNS.md5, image_size):

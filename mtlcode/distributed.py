@@ -22,8 +22,10 @@ one process reproduce a run of several.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,6 +34,22 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 T = TypeVar("T")
+
+TIMEOUT_ENV = "MTLCODE_DIST_TIMEOUT"
+"""Environment variable: seconds a collective waits for the other processes (default 600)."""
+DEFAULT_TIMEOUT = 600.0
+
+
+def timeout_seconds() -> float:
+    """How long a rank waits for the others in a collective before giving up (``MTLCODE_DIST_TIMEOUT``)."""
+    value = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        seconds = float(value) if value else DEFAULT_TIMEOUT
+    except ValueError:
+        raise ValueError(f"{TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise ValueError(f"{TIMEOUT_ENV} must be positive, got {value!r}")
+    return seconds
 
 
 # -- who am I ----------------------------------------------------------------------------------
@@ -103,8 +121,15 @@ def init(device: str | torch.device | None = None) -> torch.device:
     if launched_by_torchrun() and not is_distributed():
         if not dist.is_available():
             raise RuntimeError("this PyTorch build has no torch.distributed; run with one process")
-        dist.init_process_group(backend=backend_for(device))
+        # Without a timeout a rank whose peer stopped waits in its next collective forever.
+        dist.init_process_group(backend=backend_for(device),
+                                timeout=datetime.timedelta(seconds=timeout_seconds()))
     return device
+
+
+def backend() -> str | None:
+    """The backend of the process group ("gloo", "nccl"), or None when not distributed."""
+    return dist.get_backend() if is_distributed() else None
 
 
 def cleanup() -> None:
@@ -115,18 +140,17 @@ def cleanup() -> None:
 
 def _collective_device() -> torch.device:
     # NCCL moves CUDA tensors only; gloo moves CPU tensors.
-    if is_distributed() and dist.get_backend() == "nccl":
+    if backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
 
 
 def barrier() -> None:
     """Wait until every rank gets here (nothing to wait for when not distributed)."""
-    if is_distributed():
-        if dist.get_backend() == "nccl":
-            dist.barrier(device_ids=[torch.cuda.current_device()])
-        else:
-            dist.barrier()
+    if backend() == "nccl":
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    elif is_distributed():
+        dist.barrier()
 
 
 @contextlib.contextmanager
@@ -215,6 +239,69 @@ def average_gradients(parameters: Sequence[Tensor], tasks: int, totals: Tensor |
         p.grad = (flat[offset:offset + n] / total_tasks).view_as(p).to(p.device, p.dtype)
         offset += n
     return round(total_tasks), flat[len(flat) - len(totals):].to(totals.device, totals.dtype)
+
+
+# -- what meta_train needs, in one object -------------------------------------------------------
+
+class PeerTimeoutError(RuntimeError):
+    """The other processes of the job did not answer in time (a stopped or crashed worker)."""
+
+
+@contextlib.contextmanager
+def _peers_answer(what: str) -> Iterator[None]:
+    try:
+        yield
+    except RuntimeError as error:  # gloo and NCCL report a timed-out collective as RuntimeError
+        if "timeout" not in str(error).lower() and "timed out" not in str(error).lower():
+            raise
+        raise PeerTimeoutError(
+            f"rank {rank()}: the other processes did not answer within {timeout_seconds():.0f} s during {what} "
+            f"(a worker stopped, crashed or is much slower?). Stop the job and run the same command again: it "
+            f"resumes from the last checkpoint. Set {TIMEOUT_ENV} to wait longer.") from error
+
+
+@dataclass(frozen=True)
+class Context:
+    """This process's place in a meta-training job, and the collectives the training loop uses.
+
+    Outside ``torchrun`` it is rank 0 of a world of one, and every collective returns its input.
+    """
+
+    rank: int
+    world_size: int
+
+    @classmethod
+    def current(cls) -> Context:
+        return cls(rank(), world_size())
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that validates, shows progress and writes files."""
+        return self.rank == 0
+
+    def shards(self, shards: int) -> range:
+        """The shards of every meta-batch this rank draws (see :func:`shard_range`)."""
+        return shard_range(shards, self.rank, self.world_size)
+
+    def broadcast(self, obj: T) -> T:
+        with _peers_answer("a broadcast"):
+            return broadcast_object(obj)
+
+    def gather(self, obj: T) -> list[T]:
+        with _peers_answer("a gather"):
+            return all_gather_object(obj)
+
+    def sync_parameters(self, module: nn.Module) -> None:
+        with _peers_answer("the broadcast of the parameters"):
+            broadcast_parameters(module)
+
+    def average_gradients(self, parameters: Sequence[Tensor], tasks: int, totals: Tensor) -> tuple[int, Tensor]:
+        with _peers_answer("the all-reduce of the meta-gradient"):
+            return average_gradients(parameters, tasks, totals)
+
+    def barrier(self) -> None:
+        with _peers_answer("a barrier"):
+            barrier()
 
 
 # -- sharding a meta-batch ---------------------------------------------------------------------

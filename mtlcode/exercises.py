@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtlcode.evaluation import task_metric
 from mtlcode.finetune import finetune, new_head
 from mtlcode.maml import MAML
 from mtlcode.models import MLP
@@ -155,10 +156,8 @@ def check_task_mse(task_mse: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Check ``task_mse(predictions, targets)``: the mean squared error of every task.
 
     Both inputs are shaped ``[tasks, points, outputs]``; the answer has one number per task,
-    shaped ``[tasks]``. Reference: :func:`mtlcode.train.task_metric`.
+    shaped ``[tasks]``. Reference: :func:`mtlcode.evaluation.task_metric`.
     """
-    from mtlcode.train import task_metric  # here, not at the top: `import mtlcode` keeps mtlcode.train lazy
-
     exercise, cases = "task_mse", []
     hint = ("one number per task: square the errors, then average over every dimension except the "
             "first one (the tasks)")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from mtlcode.learner import Learner, Stats, check_model
 from mtlcode.models import TaskBatchNorm2d
 from mtlcode.tasks import TaskBatch
 
@@ -46,7 +47,7 @@ def gradient_step(params: Params, grads: Params, lr: float, first_order: bool = 
     return {name: p - lr * grads[name] for name, p in params.items()}
 
 
-class MAML:
+class MAML(Learner):
     """MAML around an ``nn.Module``; the module holds the meta-parameters ``theta``.
 
     Args:
@@ -54,32 +55,42 @@ class MAML:
         inner_lr: ``alpha``, the step size of the inner (adaptation) loop.
         inner_steps: gradient steps taken on the support set during meta-training.
         first_order: drop the second-order term of the meta-gradient (FOMAML).
-        loss: ``loss(predictions, targets)`` averaged over examples, e.g. ``F.mse_loss``.
+        loss: ``loss(predictions, targets)`` averaged over examples, e.g. ``F.mse_loss`` for
+            regression or ``F.cross_entropy`` for classification. Required: no default fits both,
+            and a wrong one can fail silently (cross-entropy over one output is always 0).
         strategy: how ``meta_loss`` runs the tasks of a batch: ``"vmap"`` all at once,
             ``"loop"`` one after another, ``"auto"`` picks by model and device (see :meth:`resolved_strategy`).
         chunk_size: with ``"vmap"``, how many tasks go through the model together (None: all).
+
+    Every argument after ``inner_lr`` is keyword-only.
     """
 
     def __init__(
         self,
         model: nn.Module,
         inner_lr: float,
+        *,
+        loss: Callable[[Tensor, Tensor], Tensor],
         inner_steps: int = 1,
         first_order: bool = False,
-        loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
         strategy: Strategy = "auto",
         chunk_size: int | None = None,
     ) -> None:
-        if not inner_lr > 0:
-            raise ValueError(f"inner_lr must be positive, got {inner_lr}")
-        if not isinstance(inner_steps, int) or inner_steps < 0:
+        if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not inner_lr > 0:
+            raise ValueError(f"inner_lr must be a positive number, got {inner_lr!r}")
+        if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
             raise ValueError(f"inner_steps must be an int >= 0, got {inner_steps!r}")
         if strategy not in ("auto", "vmap", "loop"):
             raise ValueError(f"strategy must be 'auto', 'vmap' or 'loop', got {strategy!r}")
+        if not callable(loss):
+            raise TypeError(f"loss must be a function loss(predictions, targets), got {loss!r}")
+        check_model(model, vectorised=strategy == "vmap")
+        if not any(True for _ in model.parameters()):
+            raise ValueError(f"{type(model).__name__} has no parameters: there is nothing to adapt or meta-learn")
         self.model = model
         self.inner_lr = float(inner_lr)
         self.inner_steps = inner_steps
-        self.first_order = first_order
+        self.first_order = bool(first_order)
         self.loss = loss
         self.strategy = strategy
         self.chunk_size = chunk_size
@@ -139,6 +150,8 @@ class MAML:
         must be True when called inside ``torch.func.vmap``.
         """
         steps = self.inner_steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be an int >= 0, got {steps!r}")
         params = self.params() if params is None else params
         for _ in range(steps):
             params = self.inner_step(params, support_x, support_y, vectorised)
@@ -154,7 +167,8 @@ class MAML:
         networks it depends on the device. On a CPU, batching the tasks turns every convolution
         into a grouped one, which runs more slowly than a loop of ordinary ones, so the loop is
         used there (and on Apple's MPS, which has not been measured); on a CUDA GPU the loop
-        leaves the device idle between small kernels, and ``vmap`` is used.
+        leaves the device idle between small kernels, and ``vmap`` is used. Networks with
+        dropout always use the loop.
         """
         if self.strategy == "vmap" and self._vmap_is_unsafe():
             raise ValueError(
@@ -164,7 +178,7 @@ class MAML:
             )
         if self.strategy != "auto":
             return self.strategy
-        if self._vmap_is_unsafe():
+        if self._vmap_is_unsafe() or self._has_dropout():
             return "loop"
         has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
         on_cuda = any(p.is_cuda for p in self.model.parameters())
@@ -175,27 +189,92 @@ class MAML:
                                for m in self.model.modules())
         return fused_batch_norm and not self.first_order and self.inner_steps > 0
 
+    def _has_dropout(self) -> bool:
+        return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in self.model.modules())
+
+    def check(self, batch: TaskBatch) -> None:
+        """Refuse, with the shapes in the message, a batch that does not fit the model or the loss.
+
+        Checked: a batched :class:`~mtlcode.tasks.TaskBatch`; data on the model's device and in
+        its floating-point type; integer class labels within the model's outputs; float
+        (regression) targets shaped like the model's outputs; no cross-entropy on float targets.
+        """
+        if not isinstance(batch, TaskBatch):
+            raise TypeError(f"MAML needs a TaskBatch, got {type(batch).__name__}")
+        if not batch.batched:
+            raise ValueError("this is a single task (batch[i]); pass a batch of tasks, e.g. batch[i:i + 1]")
+        weight = next(self.model.parameters())
+        for name in ("support_x", "query_x"):
+            x = getattr(batch, name)
+            if x.device != weight.device:
+                raise ValueError(f"batch.{name} is on {x.device} but the model on {weight.device}: move the batch "
+                                 f"with batch.to({str(weight.device)!r}) or the model with model.to(...)")
+            if x.is_floating_point() and x.dtype != weight.dtype:
+                raise ValueError(f"batch.{name} is {x.dtype} but the model's parameters are {weight.dtype}: "
+                                 f"convert one of them (batch.to(dtype={weight.dtype}) or model.to({x.dtype}))")
+        with torch.no_grad():
+            outputs = self.predict(self.params(), batch.support_x[0])
+        for name in ("support_y", "query_y"):
+            self._check_targets(name, getattr(batch, name), outputs)
+
+    def _check_targets(self, name: str, y: Tensor, outputs: Tensor) -> None:
+        if y.is_floating_point():
+            if self.loss is F.cross_entropy:
+                raise ValueError(f"batch.{name} holds float targets (regression) but the loss is F.cross_entropy, "
+                                 "which is constant 0 over a single output and trains nothing: use "
+                                 "loss=F.mse_loss, or integer class labels for classification")
+            if tuple(y.shape[2:]) != tuple(outputs.shape[1:]):
+                raise ValueError(f"batch.{name} is shaped {tuple(y.shape)} but the model outputs "
+                                 f"{tuple(outputs.shape[1:])} per example: the loss would broadcast; shape the "
+                                 f"targets [tasks, examples, {', '.join(map(str, outputs.shape[1:]))}]")
+            return
+        classes = outputs.shape[-1] if outputs.dim() >= 2 else 1
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
+            raise ValueError(f"batch.{name} holds labels {int(y.min())}..{int(y.max())} but the model has {classes} "
+                             f"outputs: labels must lie in 0..{classes - 1} (a model with ways={int(y.max()) + 1}?)")
+
+    def _one_task(self, params: Params, steps: int | None, vectorised: bool,
+                  sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor]:
+        adapted = self.adapt(sx, sy, steps=steps, params=params, vectorised=vectorised)
+        prediction = self.predict(adapted, qx)
+        return self.loss(prediction, qy), prediction
+
     def task_losses(self, batch: TaskBatch, steps: int | None = None) -> tuple[Tensor, Tensor]:
         """Query loss of every task after adaptation, and the query predictions.
 
         Returns ``(losses [tasks], predictions [tasks, queries, ...])``, both differentiable
         with respect to the model's parameters.
         """
+        self.check(batch)
         params = self.params()
         vectorised = self.resolved_strategy() == "vmap"
-
-        def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor]:
-            adapted = self.adapt(sx, sy, steps=steps, params=params, vectorised=vectorised)
-            prediction = self.predict(adapted, qx)
-            return self.loss(prediction, qy), prediction
-
         data = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
         if vectorised:
-            return vmap(one_task, chunk_size=self.chunk_size)(*data)
-        losses, predictions = zip(*(one_task(*task) for task in zip(*data)))
+            return vmap(lambda *task: self._one_task(params, steps, True, *task), chunk_size=self.chunk_size)(*data)
+        losses, predictions = zip(*(self._one_task(params, steps, False, *task) for task in zip(*data)))
         return torch.stack(losses), torch.stack(predictions)
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         """Mean over tasks of the query loss after adaptation: the quantity the outer loop
         minimises. ``meta_loss(batch).backward()`` fills ``model.parameters()``'s gradients."""
         return self.task_losses(batch)[0].mean()
+
+    def meta_backward(self, batch: TaskBatch) -> Stats:
+        """Add the meta-gradient of ``batch`` to ``.grad``; per-task loss and metric, detached.
+
+        With the loop strategy each task's graph is back-propagated and freed before the next
+        task's is built, so memory holds one task's graph at a time (as the per-task reference
+        does) rather than the whole meta-batch's.
+        """
+        if self.resolved_strategy() == "vmap":
+            return super().meta_backward(batch)
+        self.check(batch)
+        params, tasks = self.params(), len(batch)
+        losses, predictions = [], []
+        for task in zip(batch.support_x, batch.support_y, batch.query_x, batch.query_y):
+            loss, prediction = self._one_task(params, None, False, *task)
+            (loss / tasks).backward()
+            losses.append(loss.detach())
+            predictions.append(prediction.detach())
+        predictions = torch.stack(predictions)
+        return {"loss": torch.stack(losses), "metric": self.metric(predictions, batch)}

@@ -1,7 +1,8 @@
-"""The student edition of the book's notebooks, and a grader for the notebooks students hand in.
+"""The student edition of the book's notebooks, a grader, and an export to nbgrader.
 
-    python -m mtlcode.student_edition OUT_DIR              # write the student notebooks to OUT_DIR
-    python -m mtlcode.student_edition --grade NB.ipynb ... # run the checks of handed-in notebooks
+    python -m mtlcode.student_edition OUT_DIR                  # write the student notebooks to OUT_DIR
+    python -m mtlcode.student_edition --grade NB.ipynb ...     # grade handed-in notebooks
+    python -m mtlcode.student_edition --nbgrader COURSE_DIR    # write an nbgrader course
 
 The book marks its exercises in two ways (``book/STYLE.md``): the reference solution of a coding
 exercise is a code cell tagged ``solution`` that imports what it uses and defines functions, and
@@ -15,34 +16,43 @@ may also sit in a MyST ``{dropdown}`` whose title starts with "Solution". In the
 
 Everything else, the check cells included, is unchanged, so a student's notebook runs up to the
 first exercise, stops there until the function is written, and the check says what is wrong.
+Writing the edition again into the same folder never overwrites a notebook that was edited
+since it was written (a student's work) unless ``--force`` is given.
 
-Grading runs each ``solution`` cell of a notebook and the check cell after it in a fresh namespace,
-without running the rest of the chapter: seconds per notebook. It executes the students' code in
-this process, as running their notebooks would; use a container for untrusted submissions.
+Grading (:mod:`mtlcode.grading`) runs each handed-in notebook's solution cells and checks in a
+child process of its own, with a time limit, without running the rest of the chapter: seconds
+per notebook. It is not a sandbox; use a container for untrusted submissions. The nbgrader
+export (:mod:`mtlcode.nbgrader_export`) writes the chapters as nbgrader assignments.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import copy
-import io
+import hashlib
 import json
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Grade", "grade", "remove_solution_dropdowns", "stub_source", "student_notebook",
-           "write_student_edition"]
+from mtlcode.grading import DEFAULT_TIMEOUT, Grade, grade, grade_notebooks
+from mtlcode.notebooks import (
+    SOLUTION_TAG,
+    book_chapters,
+    cell_source,
+    cell_tags,
+    default_book,
+    defined_functions,
+    exercise_label,
+)
 
-SOLUTION_TAG = "solution"
+__all__ = ["EditedFilesError", "Grade", "book_chapters", "grade", "remove_solution_dropdowns", "stub_source",
+           "student_notebook", "write_files", "write_student_edition"]
+
 # A dropdown opens with a fence of 3+ backticks or colons, then {dropdown} and its title.
 _DROPDOWN = re.compile(r"^[ \t]*(?P<fence>`{3,}|:{3,})\{dropdown\}[ \t]*(?P<title>.*)$")
-# The number of an exercise: "**3. Title**" or "3. **Title**" at the start of a line.
-_EXERCISE_NUMBER = re.compile(r"^(?:\*\*(\d+)\.|(\d+)\.[ \t]+\*\*)", re.M)
 
 
 def _source(cell: dict[str, Any]) -> str:
@@ -80,11 +90,6 @@ def remove_solution_dropdowns(markdown: str) -> str:
     text = "\n".join(kept)
     text = re.sub(r"\n(?:[ \t]*\n){2,}", "\n\n", text)  # the gaps the removed blocks leave
     return text.strip("\n")
-
-
-def _exercise_label(markdown: str, chapter: str) -> str:
-    numbers = [a or b for a, b in _EXERCISE_NUMBER.findall(markdown)]
-    return f"Exercise {numbers[-1]} of {chapter}" if numbers else f"Exercise of {chapter}"
 
 
 # -- solution cells ----------------------------------------------------------------------------
@@ -127,14 +132,6 @@ def stub_source(source: str, message: str) -> str:
     return "\n\n\n".join(parts)
 
 
-def _defined_functions(source: str) -> list[str]:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-
-
 # -- notebooks ---------------------------------------------------------------------------------
 
 def student_notebook(notebook: dict[str, Any], chapter: str) -> dict[str, Any]:
@@ -143,131 +140,160 @@ def student_notebook(notebook: dict[str, Any], chapter: str) -> dict[str, Any]:
     last_markdown = ""
     for cell in notebook["cells"]:
         if cell["cell_type"] == "markdown":
-            last_markdown = _source(cell)
+            last_markdown = cell_source(cell)
             cell["source"] = remove_solution_dropdowns(last_markdown)
         elif cell["cell_type"] == "code":
             cell["outputs"], cell["execution_count"] = [], None
-            if SOLUTION_TAG in _tags(cell):
-                names = _defined_functions(_source(cell))
+            if SOLUTION_TAG in cell_tags(cell):
+                names = defined_functions(cell_source(cell))
                 what = f"write {', '.join(names)}" if names else "write this cell"
-                message = f"{_exercise_label(last_markdown, chapter)}: {what}, then run the check below"
-                cell["source"] = stub_source(_source(cell), message)
-                cell["metadata"]["tags"] = [t for t in _tags(cell) if t != "hide-input"]
+                message = f"{exercise_label(last_markdown, chapter)}: {what}, then run the check below"
+                cell["source"] = stub_source(cell_source(cell), message)
+                cell["metadata"]["tags"] = [t for t in cell_tags(cell) if t != "hide-input"]
                 cell["metadata"].pop("mystnb", None)  # the "Show the solution" toggle's labels
     return notebook
 
 
-def book_chapters(book: Path) -> list[Path]:
-    """The chapter notebooks ``NN_name.ipynb`` of the book directory, in order."""
-    return sorted(book.glob("[0-9][0-9]_*.ipynb"))
+def notebook_text(notebook: dict[str, Any]) -> str:
+    """The notebook as the files of this project are written: JSON indented by one, a final newline."""
+    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
 
 
-def _default_book() -> Path:
-    for candidate in (Path(__file__).resolve().parents[1] / "book", Path.cwd() / "book"):
-        if book_chapters(candidate):
-            return candidate
-    raise FileNotFoundError("no book/NN_*.ipynb found next to mtlcode or in the current directory; pass --book")
+# -- writing without losing anyone's work --------------------------------------------------------
+
+MANIFEST = ".mtlcode-written.json"  # hashes of the files last written into a folder
 
 
-def write_student_edition(out_dir: str | Path, book: str | Path | None = None) -> list[Path]:
-    """Write the student notebooks of every chapter of ``book`` into ``out_dir``; return their paths."""
-    book = Path(book) if book is not None else _default_book()
-    out_dir = Path(out_dir)
-    chapters = book_chapters(book)
-    if not chapters:
-        raise FileNotFoundError(f"no chapter notebooks (NN_name.ipynb) in {book}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, exercises = [], 0
-    for path in chapters:
-        notebook = student_notebook(json.loads(path.read_text(encoding="utf-8")), path.stem)
-        exercises += sum(SOLUTION_TAG in _tags(c) for c in notebook["cells"])
-        target = out_dir / path.name
-        target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+class EditedFilesError(FileExistsError):
+    """Files that were edited since they were written (a student's work); nothing was written."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+        names = ", ".join(str(p) for p in paths)
+        super().__init__(f"{len(paths)} file(s) changed since they were written, not overwritten: {names}; "
+                         "pass --force (force=True) to overwrite them")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _recorded(folder: Path) -> dict[str, str]:
+    try:
+        files = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+        return {str(k): str(v) for k, v in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # no manifest (or a damaged one): every differing file counts as edited
+
+
+def _edited(folder: Path, files: dict[str, str]) -> list[Path]:
+    """The targets that exist, differ from the new text, and are not as this project last wrote them."""
+    recorded, edited = _recorded(folder), []
+    for name, text in files.items():
+        target = folder / name
+        if not target.is_file():
+            continue
+        current = target.read_bytes()
+        if current != text.encode("utf-8") and recorded.get(name) != _digest(current):
+            edited.append(target)
+    return edited
+
+
+def write_files(folder: str | Path, files: dict[str, str], force: bool = False) -> list[Path]:
+    """Write ``files`` (``{relative path: text}``) into ``folder``; return the paths written.
+
+    A file that exists, differs from the new text and was changed since this function last
+    wrote it (a hash of each file written is kept in ``folder/.mtlcode-written.json``) is
+    somebody's work: then nothing is written and :class:`EditedFilesError` names the files,
+    unless ``force``. Unchanged files are rewritten, so a new version of the book replaces them.
+    """
+    folder = Path(folder)
+    edited = [] if force else _edited(folder, files)
+    if edited:
+        raise EditedFilesError(edited)
+    written, recorded = [], _recorded(folder)
+    for name, text in files.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        recorded[name] = _digest(text.encode("utf-8"))
         written.append(target)
-    (out_dir / "README.md").write_text(
-        "# Student edition\n\n"
-        f"{len(written)} chapter notebooks with {exercises} coding exercises to write. Each one is a cell that\n"
-        "raises `NotImplementedError`: replace the function bodies with your own code, then run the\n"
-        "cell after it, which checks your function and says what is wrong if something is.\n"
-        "The notebooks import `mtlcode` (their first code cell installs it on Colab).\n", encoding="utf-8")
+    (folder / MANIFEST).write_text(json.dumps({"files": recorded}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return written
 
 
-# -- grading -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Grade:
-    """The result of one exercise of a handed-in notebook."""
-
-    notebook: str
-    exercise: str
-    status: str  # "passed", "failed", "not done" or "error"
-    feedback: str
+def _readme(notebooks: int, exercises: int) -> str:
+    return ("# Student edition\n\n"
+            f"{notebooks} chapter notebooks with {exercises} coding exercises to write. Each one is a cell that\n"
+            "raises `NotImplementedError`: replace the function bodies with your own code, then run the\n"
+            "cell after it, which checks your function and says what is wrong if something is.\n"
+            "The notebooks import `mtlcode` (their first code cell installs it on Colab).\n")
 
 
-def grade(path: str | Path) -> list[Grade]:
-    """Run every ``solution`` cell of the notebook at ``path`` and the check cell after it.
+def write_student_edition(out_dir: str | Path, book: str | Path | None = None, force: bool = False) -> list[Path]:
+    """Write the student notebooks of every chapter of ``book`` into ``out_dir``; return their paths.
 
-    Each exercise runs in a fresh namespace (solution cells import what they use), so one
-    exercise's failure does not affect another's grade.
+    Raises :class:`EditedFilesError` (and writes nothing) when a notebook in ``out_dir`` was
+    edited since it was written, e.g. by a student, unless ``force``.
     """
-    path = Path(path)
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    grades, last_markdown = [], ""
-    for i, cell in enumerate(cells):
-        if cell["cell_type"] == "markdown":
-            last_markdown = _source(cell)
-        if cell["cell_type"] != "code" or SOLUTION_TAG not in _tags(cell):
-            continue
-        label = _exercise_label(last_markdown, path.stem)
-        names = _defined_functions(_source(cell))
-        exercise = f"{label} ({', '.join(names)})" if names else label
-        check = _source(cells[i + 1]) if i + 1 < len(cells) and cells[i + 1]["cell_type"] == "code" else ""
-        if "check_" not in check:
-            grades.append(Grade(path.name, exercise, "error", "no check cell after the solution cell"))
-            continue
-        namespace: dict[str, Any] = {"__name__": "__exercise__"}
-        printed = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(printed):
-                exec(compile(_source(cell), f"{path.name}, cell {i}", "exec"), namespace)  # noqa: S102
-                exec(compile(check, f"{path.name}, cell {i + 1}", "exec"), namespace)  # noqa: S102
-            status, feedback = "passed", printed.getvalue()
-        except NotImplementedError as error:
-            status, feedback = "not done", str(error)
-        except AssertionError:
-            status, feedback = "failed", printed.getvalue()
-        except Exception as error:  # the student's code may raise anything
-            status, feedback = "error", printed.getvalue() + f"{type(error).__name__}: {error}"
-        grades.append(Grade(path.name, exercise, status, feedback.strip()))
-    return grades
+    book = Path(book) if book is not None else default_book()
+    chapters = book_chapters(book)
+    if not chapters:
+        raise FileNotFoundError(f"no chapter notebooks (NN_name.ipynb) in {book}")
+    files, exercises = {}, 0
+    for path in chapters:
+        notebook = student_notebook(json.loads(path.read_text(encoding="utf-8")), path.stem)
+        exercises += sum(SOLUTION_TAG in cell_tags(c) for c in notebook["cells"])
+        files[path.name] = notebook_text(notebook)
+    files["README.md"] = _readme(len(chapters), exercises)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [p for p in write_files(out_dir, files, force) if p.suffix == ".ipynb"]
 
 
 # -- command line ------------------------------------------------------------------------------
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[1:5]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out_dir", nargs="?", type=Path, help="where to write the student notebooks")
     p.add_argument("--book", type=Path, default=None, help="the book's directory (default: book/ of this project)")
     p.add_argument("--grade", nargs="+", type=Path, metavar="NOTEBOOK",
-                   help="grade handed-in notebooks instead: run each exercise's check")
+                   help="grade handed-in notebooks instead: run each exercise's check in a child process")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"with --grade: stop grading a notebook after this long (default {DEFAULT_TIMEOUT:g})")
     p.add_argument("--verbose", action="store_true", help="with --grade: print the feedback of every exercise")
+    p.add_argument("--nbgrader", type=Path, metavar="COURSE_DIR",
+                   help="write an nbgrader course instead: one assignment per chapter with checked exercises")
+    p.add_argument("--exercises-only", action="store_true",
+                   help="with --nbgrader: assignments hold only the exercises, not the whole chapter")
+    p.add_argument("--force", action="store_true", help="overwrite notebooks that were edited since they were written")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
-    if (args.out_dir is None) == (args.grade is None):
-        p.error("give either OUT_DIR or --grade NOTEBOOK ...")
-    if args.out_dir is not None:
-        written = write_student_edition(args.out_dir, args.book)
-        print(f"wrote {len(written)} student notebooks to {args.out_dir}")
-        return 0
-    all_passed = True
-    for notebook in args.grade:
-        for result in grade(notebook):
-            all_passed &= result.status == "passed"
-            print(f"{result.status:9s} {result.notebook}: {result.exercise}")
-            if result.feedback and (args.verbose or result.status in ("failed", "error")):
-                print("    " + result.feedback.replace("\n", "\n    "))
-    return 0 if all_passed else 1
+    if sum(x is not None for x in (args.out_dir, args.grade, args.nbgrader)) != 1:
+        p.error("give one of OUT_DIR, --grade NOTEBOOK ... or --nbgrader COURSE_DIR")
+    if args.grade is not None:
+        if args.timeout <= 0:
+            p.error("--timeout must be positive")
+        return grade_notebooks(args.grade, args.timeout, args.verbose)
+    try:
+        if args.nbgrader is not None:
+            from mtlcode.nbgrader_export import write_nbgrader_course  # here: that module imports this one
+
+            written = write_nbgrader_course(args.nbgrader, args.book, exercises_only=args.exercises_only,
+                                            force=args.force)
+            print(f"wrote {len(written)} nbgrader assignments to {args.nbgrader / 'source'}")
+        else:
+            written = write_student_edition(args.out_dir, args.book, force=args.force)
+            print(f"wrote {len(written)} student notebooks to {args.out_dir}")
+    except EditedFilesError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,12 +8,50 @@ so that a whole meta-batch moves through the model at once.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import Tensor
+
+
+def _is_bool(value: Any) -> bool:
+    # bool is an int subclass (and a bool tensor converts to an index), so True would pass as 1.
+    return isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool)
+
+
+def _count(name: str, value: Any, least: int | None = 1, why: str = "") -> int:
+    """``value`` as a Python int, for an integer argument called ``name``.
+
+    Any integral number passes (``operator.index``: Python and numpy ints, one-element integer
+    tensors); a bool, float or string is a ``TypeError``, a value below ``least`` (no bound when
+    None) a ``ValueError`` whose message ends with ``why``.
+    """
+    wanted = f"{name} must be an integer" + ("" if least is None else f" >= {least}")
+    example = f"pass a whole number such as {max(least or 0, 1)}"
+    if _is_bool(value):
+        raise TypeError(f"{wanted}, got {value!r} (a bool); {example}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{wanted}, got {value!r} ({type(value).__name__}); {example}") from None
+    if least is not None and number < least:
+        raise ValueError(f"{wanted}, got {number}" + (f"; {why}" if why else ""))
+    return number
+
+
+def _task_index(index: Any) -> int | None:
+    """The task number when ``index`` picks a single task (an int of any integral type), else None."""
+    if _is_bool(index):
+        raise TypeError(f"a task index cannot be a bool (got {index!r}); use an int, a slice or a tensor of indices")
+    if isinstance(index, (slice, list, tuple)) or (isinstance(index, Tensor) and index.dim() > 0):
+        return None
+    try:
+        return operator.index(index)
+    except TypeError:  # e.g. a float tensor: let tensor indexing report it
+        return None
 
 
 @dataclass
@@ -25,6 +63,11 @@ class TaskBatch:
 
     ``len(batch)`` is the number of tasks. ``batch[i]`` (an int) is task ``i`` with the task
     dimension dropped; ``batch[a:b]`` (a slice, list or tensor of indices) is a smaller batch.
+
+    Construction checks what would otherwise fail deep inside a loss, or silently broadcast: every
+    tensor has the same number of tasks, inputs and targets the same number of examples per task,
+    and floating-point (regression) targets an output dimension, ``[tasks, examples, outputs]``;
+    integer class labels are ``[tasks, examples]``.
     """
 
     support_x: Tensor
@@ -35,11 +78,41 @@ class TaskBatch:
     batched: bool = field(default=True, kw_only=True, repr=False)
 
     def __post_init__(self) -> None:
+        for name, tensor in self._tensors():
+            if not isinstance(tensor, Tensor):
+                kind = type(tensor).__name__
+                raise TypeError(f"{name} must be a torch.Tensor, got {kind}; wrap it in torch.as_tensor")
         if not self.batched:
             return
         sizes = {name: tensor.shape[0] if tensor.dim() else None for name, tensor in self._tensors()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"all tensors of a TaskBatch need the same number of tasks first, got {sizes}")
+        # Caught here, a mismatch names the culprit; caught by the loss, it is an error many frames deep.
+        for x_name, y_name in (("support_x", "support_y"), ("query_x", "query_y")):
+            self._check_pair(x_name, getattr(self, x_name), y_name, getattr(self, y_name))
+
+    @staticmethod
+    def _check_pair(x_name: str, x: Tensor, y_name: str, y: Tensor) -> None:
+        """Inputs and targets of one set: one target per input; regression targets keep an output dim."""
+        for name, tensor in ((x_name, x), (y_name, y)):
+            if tensor.dim() < 2:
+                raise ValueError(
+                    f"{name} must be shaped [tasks, examples, ...], got shape {tuple(tensor.shape)}; "
+                    "a single task needs a leading task dimension of 1 (tensor[None])"
+                )
+        if x.shape[1] != y.shape[1]:
+            raise ValueError(
+                f"{x_name} has {x.shape[1]} examples per task but {y_name} has {y.shape[1]} (shapes "
+                f"{tuple(x.shape)} and {tuple(y.shape)}); give every input exactly one target"
+            )
+        # A float [tasks, examples] target against a [tasks, examples, 1] prediction broadcasts
+        # into a [tasks, examples, examples] MSE: wrong numbers and only a warning.
+        if y.is_floating_point() and y.dim() < 3:
+            raise ValueError(
+                f"{y_name} holds floating-point (regression) targets shaped {tuple(y.shape)}; they must be "
+                f"[tasks, examples, outputs]: add .unsqueeze(-1) to make them {tuple(y.shape) + (1,)} "
+                "(integer class labels stay [tasks, examples])"
+            )
 
     def _tensors(self) -> list[tuple[str, Tensor]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "batched"]
@@ -48,9 +121,19 @@ class TaskBatch:
         # Rebuild the same class (subclasses carry extra per-task fields) with fn applied to all.
         return type(self)(**{name: fn(tensor) for name, tensor in self._tensors()}, batched=batched)
 
-    def to(self, device: torch.device | str, **kwargs: Any) -> TaskBatch:
-        """Move every tensor to ``device`` (extra arguments go to ``Tensor.to``)."""
-        return self._map(lambda t: t.to(device, **kwargs), batched=self.batched)
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None, **kwargs: Any
+    ) -> TaskBatch:
+        """Move every tensor to ``device`` and convert the floating-point ones to ``dtype``.
+
+        Like ``nn.Module.to``, ``dtype`` leaves integer tensors alone: class labels stay labels
+        (as floats they would read as regression targets). Extra arguments go to ``Tensor.to``.
+        """
+
+        def convert(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None, **kwargs)
+
+        return self._map(convert, batched=self.batched)
 
     def __len__(self) -> int:
         if not self.batched:
@@ -58,9 +141,12 @@ class TaskBatch:
         return self.support_x.shape[0]
 
     def __getitem__(self, index: int | slice | Tensor | list[int]) -> TaskBatch:
-        if isinstance(index, int) and not -len(self) <= index < len(self):
-            raise IndexError(f"task index {index} out of range for a batch of {len(self)} tasks")
-        return self._map(lambda t: t[index], batched=not isinstance(index, int))
+        task = _task_index(index)
+        if task is None:
+            return self._map(lambda t: t[index])
+        if not -len(self) <= task < len(self):
+            raise IndexError(f"task index {task} out of range for a batch of {len(self)} tasks")
+        return self._map(lambda t: t[task], batched=False)
 
     def __iter__(self) -> Iterator[TaskBatch]:
         return (self[i] for i in range(len(self)))
@@ -96,12 +182,9 @@ class Sinusoid:
         phase: tuple[float, float] = (0.0, math.pi),
         x_range: tuple[float, float] = (-5.0, 5.0),
     ) -> None:
-        for name, (low, high) in {"amplitude": amplitude, "phase": phase, "x_range": x_range}.items():
-            if not low <= high:
-                raise ValueError(f"{name} must be a (low, high) pair with low <= high, got {(low, high)}")
-        self.amplitude = tuple(amplitude)
-        self.phase = tuple(phase)
-        self.x_range = tuple(x_range)
+        self.amplitude = _finite_range("amplitude", amplitude)
+        self.phase = _finite_range("phase", phase)
+        self.x_range = _finite_range("x_range", x_range)
 
     @staticmethod
     def function(x: Tensor, amplitude: Tensor | float, phase: Tensor | float) -> Tensor:
@@ -121,9 +204,8 @@ class Sinusoid:
         Random numbers come from ``generator`` (the global RNG when None) on the CPU, so the same
         seed gives the same tasks whatever ``device`` they are moved to.
         """
-        for name, value, least in (("num_tasks", num_tasks, 1), ("shots", shots, 1), ("queries", queries, 0)):
-            if not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        num_tasks, shots = _count("num_tasks", num_tasks), _count("shots", shots)
+        queries = _count("queries", queries, least=0)  # support-only tasks are fine for plots
 
         def uniform(size: tuple[int, ...], low: float, high: float) -> Tensor:
             return low + (high - low) * torch.rand(size, generator=generator)
@@ -134,6 +216,24 @@ class Sinusoid:
         y = self.function(x, amplitude[:, None, None], phase[:, None, None])
         batch = SinusoidBatch(x[:, :shots], y[:, :shots], x[:, shots:], y[:, shots:], amplitude, phase)
         return batch.to(device) if device is not None else batch
+
+
+def _finite_range(name: str, bounds: Any) -> tuple[float, float]:
+    """``bounds`` as a ``(low, high)`` tuple, as given, after checking both are finite and in order."""
+    wanted = f"{name} must be a (low, high) pair of finite numbers with low <= high"
+    try:
+        low, high = bounds
+        # float() also turns "1" into 1.0, so refuse text outright.
+        if any(isinstance(b, (str, bytes)) for b in (low, high)):
+            raise TypeError
+        finite = math.isfinite(float(low)) and math.isfinite(float(high))
+    except (TypeError, ValueError):
+        raise TypeError(f"{wanted}, got {bounds!r}") from None
+    if not finite:  # an infinite bound would draw infinite amplitudes, phases or inputs
+        raise ValueError(f"{wanted}, got {(low, high)}; give bounds such as (0.1, 5.0)")
+    if not low <= high:
+        raise ValueError(f"{wanted}, got {(low, high)}; swap the two bounds")
+    return low, high
 
 
 def _dataset_targets(dataset: Any) -> Tensor:
@@ -167,10 +267,9 @@ class NWayKShot:
         *,
         tasks_per_batch: int = 1,
     ) -> None:
-        for name, value, least in (("ways", ways, 1), ("shots", shots, 1), ("queries", queries, 0),
-                                   ("tasks_per_batch", tasks_per_batch, 1)):
-            if not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        ways, shots = _count("ways", ways), _count("shots", shots)
+        queries = _count("queries", queries, why="a task without query examples has a NaN meta-loss")
+        tasks_per_batch = _count("tasks_per_batch", tasks_per_batch)
         self.dataset = dataset
         self.ways, self.shots, self.queries = ways, shots, queries
         self.generator = generator
@@ -210,8 +309,6 @@ class NWayKShot:
         return picked[:, : self.shots], picked[:, self.shots :]
 
     def _load(self, indices: Tensor) -> Tensor:
-        if len(indices) == 0:
-            return torch.empty(0, *self._shape)
         return torch.stack([torch.as_tensor(self.dataset[i][0]) for i in indices.tolist()])
 
     def sample(
@@ -221,8 +318,7 @@ class NWayKShot:
         device: torch.device | str | None = None,
     ) -> TaskBatch:
         """Draw ``num_tasks`` tasks; ``generator`` overrides the one given at construction."""
-        if not isinstance(num_tasks, int) or num_tasks < 1:
-            raise ValueError(f"num_tasks must be an int >= 1, got {num_tasks!r}")
+        num_tasks = _count("num_tasks", num_tasks)
         support, query = zip(*(self.sample_indices(generator) for _ in range(num_tasks)))
         support, query = torch.stack(support), torch.stack(query)  # [tasks, ways, shots|queries]
         # Row r of a task holds the examples of its r-th chosen class: that row number is the label.

@@ -50,7 +50,7 @@ def test_sinusoid_benchmark_scores_every_method_shot_and_step(tmp_path):
 
 def test_diverged_tasks_are_counted_and_a_non_finite_mean_is_null():
     from benchmarks import sinusoid
-    from mtlcode.train import Evaluation
+    from mtlcode.evaluation import Evaluation
 
     row = sinusoid.summary(Evaluation(float("inf"), float("nan"), [0.1, 0.3, 250.0, float("inf")]))
     assert row == {"mean": None, "ci95": None, "median": 0.3, "diverged": 2}
@@ -133,3 +133,17 @@ def test_full_split_keeps_characters_and_their_rotations_apart(omniglot_dir, mon
     assert not names[0] & names[1] and not names[0] & names[2] and not names[1] & names[2]
     for part in (splits.train, splits.val, splits.test):
         assert int(part.targets.max()) + 1 == len(part.targets.unique())  # relabelled 0..C-1
+
+
+def test_footprint_benchmark_writes_import_times_and_peak_memory(tmp_path):
+    from benchmarks import footprint
+
+    out = tmp_path / "footprint.json"
+    result = footprint.main(["--quick", "--out", str(out), "--no-progress"])
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result))
+    metrics = {(r["method"], r["metric"]) for r in saved["rows"]}
+    assert {("import torch", "import_seconds"), ("import mtlcode", "ratio_to_import_torch"),
+            ("reference", "peak_memory_mb"), ("loop", "peak_memory_mb"),
+            ("loop", "memory_ratio_to_reference")} <= metrics
+    assert saved["summary"]["import_ratio"] > 0.5 and saved["summary"]["loop_memory_ratio"] > 0

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import shutil
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision.datasets.utils as tv_utils
@@ -18,6 +25,7 @@ from mtlcode.tasks import NWayKShot, TaskBatch
 SMALL1 = "images_background_small1.zip"
 SMALL1_URL = data.URL_BASE + SMALL1
 BOTH = ("background_small1", "background_small2")
+REAL_URLOPEN = urllib.request.urlopen  # taken before the fixture below disables it
 
 
 @pytest.fixture(autouse=True)
@@ -221,11 +229,11 @@ def test_missing_without_download(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_and_offline_via_download_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_and_offline_via_the_downloader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(tv_utils, "download_url", fail)
+    monkeypatch.setattr(data, "_download", fail)
     with pytest.raises(FileNotFoundError) as info:
         Omniglot(tmp_path, sets="background_small1")
     assert_how_to_get(str(info.value), tmp_path)
@@ -233,7 +241,7 @@ def test_missing_and_offline_via_download_url(tmp_path: Path, monkeypatch: pytes
 
 
 def test_missing_and_offline_real_downloader(tmp_path: Path) -> None:
-    # The autouse fixture makes urllib fail, so torchvision's own download_url runs and fails.
+    # The autouse fixture makes urllib fail, so the real downloader runs and fails.
     with pytest.raises(FileNotFoundError) as info:
         Omniglot(tmp_path / "new", sets="background_small1")
     assert_how_to_get(str(info.value), tmp_path / "new")
@@ -245,11 +253,11 @@ def test_missing_and_offline_real_downloader(tmp_path: Path) -> None:
 def test_download_lands_in_root(omniglot_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def fake_download(url: str, root: str, filename: str | None = None, md5: str | None = None) -> None:
+    def fake_download(url: str, path: Path) -> None:
         calls.append(url)
-        shutil.copy(omniglot_dir / Path(url).name, Path(root) / (filename or Path(url).name))
+        shutil.copy(omniglot_dir / Path(url).name, path)
 
-    monkeypatch.setattr(tv_utils, "download_url", fake_download)
+    monkeypatch.setattr(data, "_download", fake_download)
     ds = Omniglot(tmp_path, sets="background_small1")
     assert calls == [SMALL1_URL] and (tmp_path / SMALL1).is_file() and ds.num_classes == 136
     Omniglot(tmp_path, sets="background_small1")  # now found: no second download
@@ -259,13 +267,183 @@ def test_download_lands_in_root(omniglot_dir: Path, tmp_path: Path, monkeypatch:
 def test_bad_download_is_reported_and_deleted(
     omniglot_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fake_download(url: str, root: str, filename: str | None = None, md5: str | None = None) -> None:
-        copy_small1(omniglot_dir, Path(root), size=5000)
+    def fake_download(url: str, path: Path) -> None:
+        copy_small1(omniglot_dir, path.parent, size=5000)
 
-    monkeypatch.setattr(tv_utils, "download_url", fake_download)
+    monkeypatch.setattr(data, "_download", fake_download)
     with pytest.raises(RuntimeError, match=r"Downloaded images_background_small1.zip.*corrupt.*md5"):
         Omniglot(tmp_path, sets="background_small1")
     assert not (tmp_path / SMALL1).exists()
+
+
+# ---------------------------------------------------------------------------- downloads from a local server
+
+
+class LocalServer:
+    """A server on 127.0.0.1 answering each request with ``reply``; None: accept and never answer."""
+
+    def __init__(self, reply: bytes | None) -> None:
+        self.reply = reply
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)  # so that the thread notices close() soon
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.listener.getsockname()[1]
+
+    def _serve(self) -> None:
+        while not self.closed.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # the listener was closed
+                return
+            # A client may hang up before reading everything (a HEAD-like probe): serve the next one.
+            with connection, contextlib.suppress(OSError):
+                self._answer(connection)
+
+    def _answer(self, connection: socket.socket) -> None:
+        if self.reply is None:
+            self.closed.wait(30)  # hold the connection open, silent, until the test ends
+            return
+        connection.settimeout(5)
+        request = b""
+        while b"\r\n\r\n" not in request:
+            chunk = connection.recv(4096)
+            if not chunk:
+                return
+            request += chunk
+        connection.sendall(self.reply)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+def http_reply(body: bytes, length: int | None = None) -> bytes:
+    size = len(body) if length is None else length
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n".encode() + body
+
+
+@pytest.fixture
+def serve_small1(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[bytes | None], str]]:
+    """``serve_small1(reply)``: point the small1 archive's URL at a local server that sends ``reply``.
+
+    urllib is let through to 127.0.0.1 only; everything else stays offline. Downloads wait 5 s at
+    most, so that a broken test fails rather than hangs.
+    """
+    servers: list[LocalServer] = []
+
+    def local_only(request: object, *args: object, **kwargs: object) -> object:
+        url = request.full_url if isinstance(request, urllib.request.Request) else str(request)
+        if not url.startswith("http://127.0.0.1:"):
+            raise urllib.error.URLError("network disabled in tests")
+        return REAL_URLOPEN(request, *args, **kwargs)
+
+    def start(reply: bytes | None) -> str:
+        server = LocalServer(reply)
+        servers.append(server)
+        url = f"http://127.0.0.1:{server.port}/{SMALL1}"
+        archive = dataclasses.replace(data._SETS["background_small1"], url=url)
+        monkeypatch.setitem(data._SETS, "background_small1", archive)
+        monkeypatch.setattr(urllib.request, "urlopen", local_only)
+        monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 5)
+        return url
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_download_from_a_server_that_never_answers_times_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve_small1: Callable[[bytes | None], str]
+) -> None:
+    url = serve_small1(None)
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 1)
+    started = time.monotonic()
+    with pytest.raises(FileNotFoundError) as info:
+        Omniglot(tmp_path, sets="background_small1")
+    assert time.monotonic() - started < 5
+    message = str(info.value)
+    for part in ("timed out", url, "1 s", "DOWNLOAD_TIMEOUT", SMALL1, str(tmp_path), "MTLCODE_DATA"):
+        assert part in message
+    assert list(tmp_path.iterdir()) == []  # no partial file
+
+
+def test_download_timeout_is_a_minute_by_default() -> None:
+    assert data.DOWNLOAD_TIMEOUT == 60
+
+
+def test_interrupted_download_leaves_nothing(tmp_path: Path, serve_small1: Callable[[bytes | None], str]) -> None:
+    serve_small1(http_reply(b"0123456789", length=1000))  # closes after 10 of 1000 bytes
+    with pytest.raises(FileNotFoundError, match=r"10 of 1000 bytes"):
+        Omniglot(tmp_path, sets="background_small1")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_real_downloader_fetches_and_checks(
+    omniglot_dir: Path, tmp_path: Path, serve_small1: Callable[[bytes | None], str]
+) -> None:
+    serve_small1(http_reply((omniglot_dir / SMALL1).read_bytes()))
+    ds = Omniglot(tmp_path / "new", sets="background_small1")
+    assert ds.num_classes == 136 and ds.archives == [tmp_path / "new" / SMALL1]
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [SMALL1]  # no .part left over
+
+
+def test_real_downloader_deletes_a_corrupt_download(
+    omniglot_dir: Path, tmp_path: Path, serve_small1: Callable[[bytes | None], str]
+) -> None:
+    serve_small1(http_reply((omniglot_dir / SMALL1).read_bytes()[:5000]))  # complete reply, wrong file
+    with pytest.raises(RuntimeError, match=r"Downloaded images_background_small1.zip.*corrupt.*md5"):
+        Omniglot(tmp_path, sets="background_small1")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------- argument checks
+
+
+@pytest.mark.parametrize("sets", [None, 5, ["background", None], [("background",)]])
+def test_sets_must_be_names(sets: object) -> None:
+    with pytest.raises(TypeError, match=r"sets must be .*name or a sequence of names.*'background'.*'evaluation'"):
+        Omniglot(sets=sets, download=False)
+
+
+@pytest.mark.parametrize("alphabets", [5, ["Greek", 3]])
+def test_alphabets_must_be_names(alphabets: object) -> None:
+    with pytest.raises(TypeError, match=r"alphabets must be .*name or a sequence of names"):
+        Omniglot(sets="background_small1", alphabets=alphabets, download=False)
+
+
+@pytest.mark.parametrize("size, error", [(True, TypeError), (14.0, TypeError), ("14", TypeError), (0, ValueError)])
+def test_image_size_must_be_a_positive_integer(size: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match=r"image_size must be an integer >= 1"):
+        Omniglot(sets="background_small1", image_size=size, download=False)
+    with pytest.raises(error, match=r"image_size must be an integer >= 1"):
+        lake_one_shot_runs(image_size=size, download=False)
+
+
+def test_numpy_integers_are_accepted(omniglot_dir: Path) -> None:
+    ds = Omniglot(sets="background_small1", image_size=np.int64(14))
+    assert ds.images.shape == (2720, 1, 14, 14) and type(ds.image_size) is int
+    assert lake_one_shot_runs(image_size=np.int32(14))[0].support_x.shape == (1, 20, 1, 14, 14)
+    names = [f"alphabet{i}" for i in range(8)]
+    assert split_alphabets(names, seed=np.int64(3)) == split_alphabets(names, seed=3)
+    assert split_alphabets(names, np.array([4, 2, 2]), seed=1) == split_alphabets(names, (4, 2, 2), seed=1)
+    shares = np.array([0.5, 0.25, 0.25], dtype=np.float32)
+    assert split_alphabets(names, shares, seed=1) == split_alphabets(names, (0.5, 0.25, 0.25), seed=1)
+
+
+def test_split_alphabets_refuses_bool_seeds_and_shares() -> None:
+    names = [f"alphabet{i}" for i in range(8)]
+    with pytest.raises(TypeError, match=r"seed must be an integer, got True \(a bool\)"):
+        split_alphabets(names, seed=True)
+    with pytest.raises(ValueError, match="non-negative numbers"):
+        split_alphabets(names, (True, 0.5, 0.5))
 
 
 # ---------------------------------------------------------------------------- Lake's runs

@@ -6,11 +6,14 @@ so the jobs are few and tiny: a sinusoid meta-batch of 4 tasks, 20 steps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,9 +22,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from mtlcode import MAML, distributed, meta_train, seed_everything
+from mtlcode.__main__ import main
+from mtlcode.checkpoints import CheckpointError, load_checkpoint
 from mtlcode.models import MLP
 from mtlcode.tasks import Sinusoid
-from mtlcode.train import load_checkpoint, main
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with the gloo backend is not available in this PyTorch")
@@ -88,24 +92,93 @@ def test_two_processes_end_where_one_process_with_the_same_shards_does(two_proce
     assert max((two[k] - other[k]).abs().max().item() for k in two) > 100 * largest_gap
 
 
-def test_a_stopped_torchrun_run_resumes_to_the_uninterrupted_result(two_processes, tmp_path):
-    out = tmp_path / "run"
-    done = torchrun(out, "--stop-after", "13")  # "killed" after step 13: steps 11-13 are lost
-    assert "stopped after step 13" in done.stdout
-    assert load_checkpoint(out / "checkpoint.pt")["step"] == 10
-    assert not (out / "history.json").exists()
-    shutil.copytree(out, tmp_path / "copy")
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux: read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
 
-    torchrun(out)  # the same command resumes from step 10
-    resumed, straight = load_checkpoint(out / "checkpoint.pt"), load_checkpoint(two_processes / "checkpoint.pt")
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return load_checkpoint(path)["step"]
+    except (FileNotFoundError, CheckpointError):
+        return 0
+
+
+def test_a_killed_torchrun_run_resumes_to_the_uninterrupted_result(tmp_path):
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "mtlcode.train", *ARGS, "--iterations", "1000000", "--out", str(out)]
+    job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while _checkpoint_step(out / "checkpoint.pt") < 10 and time.monotonic() < deadline:
+            assert job.poll() is None, "the job ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        # As a scheduler or a power cut would: no clean-up at all. torchrun starts its workers in
+        # sessions of their own, so they are killed one by one.
+        for pid in [*_children(job.pid), job.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        job.wait()
+    killed_at = _checkpoint_step(out / "checkpoint.pt")
+    assert killed_at >= 10 and killed_at % 5 == 0, killed_at
+    (out / "checkpoint.pt12345.tmp").write_bytes(b"half a checkpoint")  # what a kill mid-save leaves
+
+    target = str(killed_at + 10)
+    torchrun(out, "--iterations", target)  # the same command resumes
+    assert not list(out.glob("*.tmp")), "the half-written checkpoint was left behind"
+    torchrun(tmp_path / "straight", "--iterations", target)
+    resumed, straight = load_checkpoint(out / "checkpoint.pt"), load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    assert resumed["step"] == straight["step"] == killed_at + 10
     for k in straight["model"]:
         assert torch.equal(resumed["model"][k], straight["model"][k]), k
     assert resumed["history"]["loss"] == straight["history"]["loss"]
 
-    # The checkpoint of a 2-process run also resumes in one process (same shards, same tasks).
-    main([*ARGS, "--shards", "2", "--out", str(tmp_path / "copy")])
+
+def test_the_checkpoint_of_two_processes_resumes_in_one(two_processes, tmp_path):
+    """Same shards, same tasks: a 2-process run's checkpoint continues in one process."""
+    shutil.copytree(two_processes, tmp_path / "copy")
+    main([*ARGS, "--shards", "2", "--iterations", "25", "--out", str(tmp_path / "copy")])
+    torchrun(tmp_path / "straight", "--iterations", "25")
     for k, value in parameters(tmp_path / "copy").items():
-        torch.testing.assert_close(value, straight["model"][k], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(value, parameters(tmp_path / "straight")[k], rtol=1e-5, atol=1e-6)
+
+
+def test_a_stopped_peer_times_out_with_a_clear_message(tmp_path):
+    """A rank whose peer stopped (not crashed: torchrun would notice) gives up after the timeout."""
+    script = tmp_path / "peer.py"
+    script.write_text(
+        "import os, sys, time, torch\n"
+        "from mtlcode import distributed\n"
+        "distributed.init('cpu')\n"
+        "if distributed.rank() == 1:\n"
+        "    time.sleep(12)  # stopped: never joins the all-reduce\n"
+        "    sys.exit(0)\n"
+        "p = torch.nn.Parameter(torch.ones(2)); p.grad = torch.ones(2)\n"
+        "start = time.monotonic()\n"
+        "try:\n"
+        "    distributed.Context.current().average_gradients([p], 1, torch.zeros(1))\n"
+        "except distributed.PeerTimeoutError as error:\n"
+        "    print(f'TIMEOUT after {time.monotonic() - start:.1f} s:', error, flush=True)\n"
+        "    os._exit(0)\n"
+        "print('NO TIMEOUT')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", MTLCODE_DIST_TIMEOUT="3")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert "TIMEOUT" in done.stdout and "did not answer within 3 s" in done.stdout, done.stdout + done.stderr
+    assert "MTLCODE_DIST_TIMEOUT" in done.stdout
+    waited = float(done.stdout.split("TIMEOUT after ")[1].split()[0])
+    assert waited < 10, waited  # rank 0 gave up after the timeout, long before its peer came back
 
 
 def test_bad_splits_and_options_fail_with_a_clear_message(tmp_path, monkeypatch, capsys):
@@ -136,8 +209,13 @@ def test_bad_splits_and_options_fail_with_a_clear_message(tmp_path, monkeypatch,
 
     # A checkpoint resumes only with the shard count that wrote it (else other tasks follow).
     main([*ARGS, "--iterations", "2", "--out", str(tmp_path / "run")])
-    with pytest.raises(ValueError, match="written by a run of 1 shard"):
+    with pytest.raises(ValueError, match="--shards: 1 then, 2 now"):
         main([*ARGS, "--shards", "2", "--out", str(tmp_path / "run")])
+    # The library says the same when called directly.
+    maml = MAML(MLP([1, 40, 40, 1]), inner_lr=0.01, loss=F.mse_loss)
+    with pytest.raises(ValueError, match="written by a run of 1 shard"):
+        meta_train(maml, lambda g: Sinusoid().sample(2, 5, 5, generator=g), 4, progress=False, shards=2,
+                   checkpoint=tmp_path / "run" / "checkpoint.pt")
 
 
 def test_shards_split_the_meta_batch_and_seed_their_own_streams():

@@ -70,7 +70,7 @@ def test_first_order_differs_from_second_order_but_not_without_inner_steps():
     grads = {}
     for steps in (0, 1):
         for first_order in (False, True):
-            maml = MAML(model, 0.05, steps, first_order, F.mse_loss)
+            maml = MAML(model, 0.05, inner_steps=steps, first_order=first_order, loss=F.mse_loss)
             grads[steps, first_order] = torch.autograd.grad(maml.meta_loss(batch), list(model.parameters()))
     # With an inner step the Hessian term matters ...
     assert max((a - b).abs().max() for a, b in zip(grads[1, False], grads[1, True])) > 1e-4
@@ -81,7 +81,7 @@ def test_first_order_differs_from_second_order_but_not_without_inner_steps():
 
 def test_first_order_gradient_is_query_gradient_at_adapted_parameters():
     model, batch = tiny_problem(tasks=1)
-    maml = MAML(model, 0.05, 1, first_order=True, loss=F.mse_loss)
+    maml = MAML(model, 0.05, first_order=True, loss=F.mse_loss)
     meta = torch.autograd.grad(maml.meta_loss(batch), list(model.parameters()))
     task = batch[0]
     adapted = {k: v.detach().requires_grad_() for k, v in maml.adapt(task.support_x, task.support_y).items()}
@@ -101,7 +101,7 @@ def conv_problem():
 
 def test_loop_matches_reference_on_conv4_second_order():
     model, batch = conv_problem()
-    maml = MAML(model, 0.4, 2)
+    maml = MAML(model, 0.4, inner_steps=2, loss=F.cross_entropy)
     assert maml.resolved_strategy() == "loop"
     grads = torch.autograd.grad(maml.meta_loss(batch), list(model.parameters()))
     model.zero_grad()
@@ -117,9 +117,9 @@ def test_vmap_refuses_second_order_through_torch_batch_norm():
     _, batch = conv_problem()
     model(batch.support_x[0])  # materialise the lazy layer
     with pytest.raises(ValueError, match="TaskBatchNorm2d"):
-        MAML(model, 0.4, 1, strategy="vmap").meta_loss(batch)
-    assert MAML(model, 0.4, 1).resolved_strategy() == "loop"
-    assert MAML(model, 0.4, 1, first_order=True, strategy="vmap").resolved_strategy() == "vmap"
+        MAML(model, 0.4, loss=F.cross_entropy, strategy="vmap").meta_loss(batch)
+    assert MAML(model, 0.4, loss=F.cross_entropy).resolved_strategy() == "loop"
+    assert MAML(model, 0.4, loss=F.cross_entropy, first_order=True, strategy="vmap").resolved_strategy() == "vmap"
 
 
 @pytest.mark.parametrize("steps", [1, 2])
@@ -128,7 +128,7 @@ def test_vmap_matches_loop_on_conv4_second_order(steps):
     model, batch = conv_problem()
     results = {}
     for strategy in ("vmap", "loop"):
-        maml = MAML(model, 0.4, steps, strategy=strategy)
+        maml = MAML(model, 0.4, loss=F.cross_entropy, inner_steps=steps, strategy=strategy)
         losses, predictions = maml.task_losses(batch)
         grads = torch.autograd.grad(losses.mean(), list(model.parameters()))
         results[strategy] = (losses, predictions, *grads)
@@ -140,7 +140,7 @@ def test_vmap_and_loop_agree_on_conv4_first_order():
     model, batch = conv_problem()
     results = {}
     for strategy in ("vmap", "loop"):
-        maml = MAML(model, 0.4, 2, first_order=True, strategy=strategy)
+        maml = MAML(model, 0.4, loss=F.cross_entropy, inner_steps=2, first_order=True, strategy=strategy)
         losses, predictions = maml.task_losses(batch)
         grads = torch.autograd.grad(losses.mean(), list(model.parameters()))
         results[strategy] = (losses, predictions, *grads)
@@ -164,24 +164,24 @@ def test_adapt_leaves_the_model_untouched_and_reduces_support_loss():
 
 
 def test_auto_strategy_and_bad_arguments():
-    assert MAML(MLP([1, 4, 1]), 0.1).resolved_strategy() == "vmap"
-    assert MAML(Conv4(hidden=4), 0.1).resolved_strategy() == "loop"  # on the CPU
+    assert MAML(MLP([1, 4, 1]), 0.1, loss=F.mse_loss).resolved_strategy() == "vmap"
+    assert MAML(Conv4(hidden=4), 0.1, loss=F.cross_entropy).resolved_strategy() == "loop"  # on the CPU
     with pytest.raises(ValueError, match="inner_lr"):
-        MAML(MLP([1, 4, 1]), 0.0)
+        MAML(MLP([1, 4, 1]), 0.0, loss=F.mse_loss)
     with pytest.raises(ValueError, match="inner_steps"):
-        MAML(MLP([1, 4, 1]), 0.1, inner_steps=-1)
+        MAML(MLP([1, 4, 1]), 0.1, inner_steps=-1, loss=F.mse_loss)
     with pytest.raises(ValueError, match="strategy"):
-        MAML(MLP([1, 4, 1]), 0.1, strategy="fast")
+        MAML(MLP([1, 4, 1]), 0.1, strategy="fast", loss=F.mse_loss)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_auto_strategy_vectorises_conv4_on_a_gpu_and_matches_the_loop():
     model, batch = conv_problem()
     model, batch = model.cuda(), batch.to("cuda")
-    assert MAML(model, 0.4, 1).resolved_strategy() == "vmap"
+    assert MAML(model, 0.4, loss=F.cross_entropy).resolved_strategy() == "vmap"
     grads = {}
     for strategy in ("vmap", "loop"):
-        loss = MAML(model, 0.4, 1, strategy=strategy).meta_loss(batch)
+        loss = MAML(model, 0.4, loss=F.cross_entropy, strategy=strategy).meta_loss(batch)
         grads[strategy] = torch.autograd.grad(loss, list(model.parameters()))
     for a, b in zip(grads["vmap"], grads["loop"]):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)

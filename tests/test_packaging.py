@@ -48,9 +48,12 @@ def test_public_api_names_exist():
         "data": ["Omniglot", "lake_one_shot_runs"],
         "models": ["MLP", "Conv4"],
         "finetune": ["pretrain", "finetune"],
-        "train": ["meta_train"],
+        "training": ["meta_train"],
+        "evaluation": ["evaluate", "Evaluation", "task_metric"],
+        "checkpoints": ["save_checkpoint", "load_checkpoint"],
+        "learner": ["Learner"],
         "plots": ["learning_curves", "sinusoid_fit", "task_grid"],
-        "rl": ["PointNavigation", "GaussianPolicy", "meta_train_navigation", "evaluate_navigation"],
+        "rl": ["PointNavigation", "GaussianPolicy", "NavigationMAML", "meta_train_navigation", "evaluate_navigation"],
     }.items():
         for name in names:
             assert hasattr(getattr(mtlcode, module), name), f"mtlcode.{module}.{name}"
@@ -62,3 +65,15 @@ def test_notebooks_are_committed_without_outputs(notebook):
     dirty = [i for i, c in enumerate(cells)
              if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
     assert not dirty, f"{notebook.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+def test_import_mtlcode_loads_only_the_core():
+    """Heavy libraries load where they are used, not with the package (every torchrun worker imports it)."""
+    code = ("import sys, mtlcode; heavy = [m for m in ('matplotlib', 'PIL', 'torchvision', 'mtlcode.rl', "
+            "'mtlcode.exercises', 'mtlcode.data', 'mtlcode.plots', 'mtlcode.train') if m in sys.modules]; "
+            "print(heavy); mtlcode.plots.learning_curves")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

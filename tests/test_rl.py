@@ -155,3 +155,27 @@ def test_zero_inner_lr_trains_one_policy_for_all_goals(one_thread):
     assert any(not torch.equal(start[name], p) for name, p in policy.named_parameters())
     with pytest.raises(ValueError, match="inner_lr"):
         meta_train_navigation(policy, iterations=1, inner_lr=-0.1)
+
+
+def test_meta_rl_runs_in_the_shared_loop_and_resumes_from_its_checkpoint(one_thread, tmp_path):
+    """Meta-RL is one more learner of mtlcode.meta_train: checkpoints and resumption come with it."""
+    from mtlcode import Learner
+    from mtlcode.checkpoints import load_checkpoint
+    from mtlcode.rl import NavigationMAML
+
+    assert issubclass(NavigationMAML, Learner)
+    kwargs = {"meta_batch": 3, "episodes": 2, "horizon": 5, "inner_lr": 0.1, "meta_lr": 1e-2, "seed": 4}
+
+    def run(iterations, checkpoint=None):
+        torch.manual_seed(0)
+        policy = GaussianPolicy(hidden=(8,))
+        return policy, meta_train_navigation(policy, iterations, checkpoint=checkpoint, **kwargs)
+
+    straight, straight_history = run(6)
+    checkpoint = tmp_path / "nav.pt"
+    run(4, checkpoint)  # stopped after 4 steps
+    assert load_checkpoint(checkpoint)["step"] == 4
+    resumed, resumed_history = run(6, checkpoint)
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    assert resumed_history == straight_history

@@ -235,3 +235,64 @@ def g(x): return x * 3
 def test_write_student_edition_needs_chapters(tmp_path):
     with pytest.raises(FileNotFoundError):
         write_student_edition(tmp_path / "out", book=tmp_path)
+
+
+# -- writing the edition again ----------------------------------------------------------------------
+
+def tiny_book(folder: Path, docstring: str = "Twice x.") -> Path:
+    """A book of one chapter with one checked exercise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cells = [
+        {"cell_type": "markdown", "id": "title", "metadata": {}, "source": "# Tiny\n\n## Exercises\n\n**1. Twice.**"},
+        {"cell_type": "code", "id": "solution", "metadata": {"tags": ["solution", "hide-input"]}, "outputs": [],
+         "execution_count": None, "source": f'def twice(x):\n    """{docstring}"""\n    return 2 * x\n'},
+        {"cell_type": "code", "id": "check", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": "from mtlcode.exercises import check_twice\n\ncheck_twice(twice)\n"},
+    ]
+    (folder / "01_tiny.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
+                                                      "nbformat_minor": 5}))
+    return folder
+
+
+def test_writing_again_never_overwrites_a_students_work(tmp_path, capsys):
+    book, out = tiny_book(tmp_path / "book"), tmp_path / "student"
+    written = out / "01_tiny.ipynb"
+    assert student_edition.main([str(out), "--book", str(book)]) == 0
+    assert student_edition.main([str(out), "--book", str(book)]) == 0, "an unchanged folder is written again"
+
+    # A new version of the book replaces the notebooks nobody edited.
+    tiny_book(book, docstring="Two times x.")
+    assert student_edition.main([str(out), "--book", str(book)]) == 0
+    assert "Two times x." in written.read_text()
+
+    # A student's edited notebook is kept, and the command says which file and how to overwrite it.
+    work = written.read_text().replace("raise NotImplementedError", "return x + x  #")
+    written.write_text(work)
+    capsys.readouterr()
+    assert student_edition.main([str(out), "--book", str(book)]) == 1
+    message = capsys.readouterr().err
+    assert str(written) in message and "--force" in message
+    assert written.read_text() == work
+    with pytest.raises(student_edition.EditedFilesError) as error:
+        write_student_edition(out, book=book)
+    assert error.value.paths == [written]
+
+    assert student_edition.main([str(out), "--book", str(book), "--force"]) == 0
+    assert written.read_text() != work and "NotImplementedError" in written.read_text()
+
+
+def test_a_folder_written_by_hand_is_not_overwritten(tmp_path):
+    book, out = tiny_book(tmp_path / "book"), tmp_path / "student"
+    out.mkdir()
+    (out / "01_tiny.ipynb").write_text("{}")  # not written by this command: no record of it
+    with pytest.raises(student_edition.EditedFilesError):
+        write_student_edition(out, book=book)
+    assert (out / "01_tiny.ipynb").read_text() == "{}"
+
+
+def test_the_command_takes_exactly_one_action(tmp_path, capsys):
+    for argv in ([], [str(tmp_path), "--grade", "x.ipynb"], ["--nbgrader", str(tmp_path), "--grade", "x.ipynb"]):
+        with pytest.raises(SystemExit) as error:
+            student_edition.main(argv)
+        assert error.value.code == 2
+    assert "one of OUT_DIR" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -104,3 +105,118 @@ def test_nway_kshot_clear_errors():
         NWayKShot(toy_dataset(per_class=8), ways=2, shots=4, queries=5)
     with pytest.raises(ValueError, match="ways"):
         NWayKShot(toy_dataset(), ways=0, shots=1, queries=1)
+
+
+# ---------------------------------------------------------------------------- bad inputs, caught early
+
+
+def regression_batch(support: int = 5, query: int = 5, support_y: tuple[int, ...] | None = None) -> TaskBatch:
+    # Four sinusoid-shaped tasks; ``support_y`` overrides the shape of the support targets.
+    y_shape = support_y if support_y is not None else (4, support, 1)
+    query_x, query_y = torch.zeros(4, query, 1), torch.zeros(4, query, 1)
+    return TaskBatch(torch.zeros(4, support, 1), torch.zeros(y_shape), query_x, query_y)
+
+
+def test_task_batch_rejects_inputs_and_targets_of_different_lengths():
+    with pytest.raises(ValueError, match=r"support_x has 10 examples per task but support_y has 7") as info:
+        regression_batch(support=10, support_y=(4, 7, 1))
+    assert "(4, 10, 1)" in str(info.value) and "(4, 7, 1)" in str(info.value)
+    with pytest.raises(ValueError, match=r"query_x has 6 examples per task but query_y has 5"):
+        TaskBatch(torch.zeros(4, 5, 1), torch.zeros(4, 5, 1), torch.zeros(4, 6, 1), torch.zeros(4, 5, 1))
+    with pytest.raises(ValueError, match=r"support_x has 3 examples per task but support_y has 2"):  # class labels
+        TaskBatch(torch.zeros(2, 3, 1, 4, 4), torch.zeros(2, 2, dtype=torch.long),
+                  torch.zeros(2, 3, 1, 4, 4), torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"support_x must be shaped \[tasks, examples, \.\.\.\], got shape \(4,\)"):
+        TaskBatch(torch.zeros(4), torch.zeros(4, 1, 1), torch.zeros(4, 1, 1), torch.zeros(4, 1, 1))
+    with pytest.raises(TypeError, match=r"query_y must be a torch\.Tensor, got list"):
+        TaskBatch(torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), [[[0.0]]])
+
+
+def test_task_batch_needs_an_output_dimension_on_regression_targets():
+    with pytest.raises(ValueError, match=r"support_y.*floating-point.*\(4, 5\).*unsqueeze\(-1\).*\(4, 5, 1\)"):
+        regression_batch(support_y=(4, 5))
+    with pytest.raises(ValueError, match=r"query_y.*unsqueeze\(-1\)"):
+        TaskBatch(torch.zeros(4, 5, 1), torch.zeros(4, 5, 1), torch.zeros(4, 5, 1), torch.zeros(4, 5))
+    # Class labels are integers shaped [tasks, examples]; single tasks have no task dimension.
+    labels = TaskBatch(torch.zeros(2, 3, 1, 4, 4), torch.zeros(2, 3, dtype=torch.long),
+                       torch.zeros(2, 6, 1, 4, 4), torch.zeros(2, 6, dtype=torch.long))
+    assert labels[0].support_y.shape == (3,) and len(labels[1:]) == 1
+    assert regression_batch()[0].query_y.shape == (5, 1)
+    assert len(Sinusoid().sample(3, 2, 0)) == 3  # no queries: fine, [3, 0, 1]
+
+
+def test_task_batch_to_dtype_keeps_class_labels_integers():
+    batch = NWayKShot(toy_dataset(), ways=3, shots=1, queries=2).sample(2)
+    doubled = batch.to(dtype=torch.float64)  # as MAML's error messages suggest, device omitted
+    assert doubled.support_x.dtype == doubled.query_x.dtype == torch.float64
+    assert doubled.support_y.dtype == doubled.query_y.dtype == torch.long
+    assert torch.equal(doubled.query_y, batch.query_y) and batch.to("cpu").support_x.dtype == torch.float32
+
+
+def test_task_batch_index_accepts_numpy_ints_and_refuses_bool():
+    batch = Sinusoid().sample(4, 3, 2, generator=torch.Generator().manual_seed(0))
+    for index in (np.int64(2), torch.tensor(2)):
+        one = batch[index]
+        assert one.support_x.shape == (3, 1) and torch.equal(one.query_y, batch.query_y[2])
+    with pytest.raises(IndexError, match="out of range"):
+        batch[np.int64(4)]
+    with pytest.raises(TypeError, match="bool"):
+        batch[True]
+
+
+@pytest.mark.parametrize("name", ["amplitude", "phase", "x_range"])
+@pytest.mark.parametrize("bounds", [(0.0, math.inf), (-math.inf, 1.0), (0.0, math.nan)])
+def test_sinusoid_ranges_must_be_finite(name, bounds):
+    with pytest.raises(ValueError, match=rf"{name} must be a \(low, high\) pair of finite numbers.*{bounds[1]}"):
+        Sinusoid(**{name: bounds})
+
+
+@pytest.mark.parametrize("bad", [5.0, (1.0, 2.0, 3.0), ("0", "1"), None])
+def test_sinusoid_ranges_must_be_pairs_of_numbers(bad):
+    with pytest.raises((TypeError, ValueError), match=r"amplitude must be a \(low, high\) pair"):
+        Sinusoid(amplitude=bad)
+
+
+def test_sinusoid_range_order_is_still_checked_and_valid_ranges_unchanged():
+    with pytest.raises(ValueError, match="low <= high"):
+        Sinusoid(phase=(2.0, 1.0))
+    assert Sinusoid(amplitude=(1, 2)).amplitude == (1, 2)
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(queries=0), "queries"), (dict(shots=0), "shots"),
+                                          (dict(ways=0), "ways"), (dict(tasks_per_batch=0), "tasks_per_batch")])
+def test_nway_kshot_needs_at_least_one_of_each(kwargs, name):
+    arguments = dict(ways=2, shots=1, queries=1) | kwargs
+    with pytest.raises(ValueError, match=rf"{name} must be an integer >= 1, got 0"):
+        NWayKShot(toy_dataset(), **arguments)
+
+
+def test_integer_arguments_accept_numpy_ints_with_the_same_draws():
+    def draw(ways, shots, queries, num_tasks):
+        sampler = NWayKShot(toy_dataset(), ways, shots, queries, generator=torch.Generator().manual_seed(3),
+                            tasks_per_batch=num_tasks)
+        return sampler.sample(num_tasks), next(iter(sampler))
+
+    plain, numpy = draw(3, 2, 1, 2), draw(*map(np.int64, (3, 2, 1, 2)))
+    for a, b in zip(plain, numpy):
+        assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_y, b.query_y)
+    a = Sinusoid().sample(3, 4, 5, generator=torch.Generator().manual_seed(1))
+    b = Sinusoid().sample(np.int32(3), np.int64(4), torch.tensor(5), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.support_y, b.support_y) and torch.equal(a.query_x, b.query_x)
+
+
+@pytest.mark.parametrize("bad", [True, False, 2.0, "2", None, torch.tensor(True)])
+@pytest.mark.parametrize("name", ["ways", "shots", "queries", "tasks_per_batch"])
+def test_integer_arguments_refuse_bools_and_non_integers(bad, name):
+    arguments = dict(ways=2, shots=1, queries=1) | {name: bad}
+    with pytest.raises(TypeError, match=rf"{name} must be an integer >= 1, got "):
+        NWayKShot(toy_dataset(), **arguments)
+
+
+@pytest.mark.parametrize("name", ["num_tasks", "shots", "queries"])
+def test_sample_arguments_refuse_bools(name):
+    arguments = dict(num_tasks=2, shots=1, queries=1) | {name: True}
+    with pytest.raises(TypeError, match=rf"{name} must be an integer >= \d, got True \(a bool\)"):
+        Sinusoid().sample(**arguments)
+    with pytest.raises(TypeError, match=r"num_tasks must be an integer >= 1, got True"):
+        NWayKShot(toy_dataset(), 2, 1, 1).sample(True)

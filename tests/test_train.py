@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 import mtlcode
 from mtlcode import MAML, evaluate, meta_train
+from mtlcode.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from mtlcode.models import MLP, Conv4
 from mtlcode.tasks import NWayKShot, Sinusoid
-from mtlcode.train import load_checkpoint, save_checkpoint
 
 
 def sinusoid_run(iterations: int, checkpoint: Path | None = None, seed: int = 0, meta_lr: float = 1e-3, **kwargs):
@@ -99,7 +99,7 @@ def test_omniglot_five_way_one_shot_beats_chance(omniglot_dir):
     test = mtlcode.data.Omniglot(sets=("background_small2",),
                                  alphabets=["Japanese_(katakana)", "Sanskrit", "Tagalog"])
     train_tasks, test_tasks = NWayKShot(train, 5, 1, 5), NWayKShot(test, 5, 1, 5)
-    maml = MAML(Conv4(hidden=32), inner_lr=0.4)
+    maml = MAML(Conv4(hidden=32), inner_lr=0.4, loss=F.cross_entropy)
     meta_train(maml, lambda g: train_tasks.sample(4, generator=g), 100, meta_lr=3e-3, progress=False)
     result = evaluate(maml, lambda g: test_tasks.sample(20, generator=g), num_tasks=100)
     assert result.mean - result.ci95 > 0.4, result  # chance is 0.2
@@ -124,3 +124,54 @@ def test_meta_training_runs_on_the_gpu():
     assert next(maml.model.parameters()).is_cuda
     result = evaluate(maml, Sinusoid().sample(4, 10, 10), device="cuda")
     assert result.mean > 0
+
+
+class Killed(Exception):
+    """Stands for the process being killed between two steps."""
+
+
+def test_a_run_killed_between_checkpoints_resumes_to_the_uninterrupted_result(tmp_path):
+    straight, straight_history = sinusoid_run(30)
+    checkpoint = tmp_path / "run.pt"
+
+    def kill_at_step_13(step, history):
+        if step == 13:
+            raise Killed
+
+    with pytest.raises(Killed):
+        sinusoid_run(30, checkpoint=checkpoint, checkpoint_every=5, callback=kill_at_step_13)
+    assert load_checkpoint(checkpoint)["step"] == 10  # steps 11-13 are lost, as in a real kill
+    resumed, resumed_history = sinusoid_run(30, checkpoint=checkpoint, checkpoint_every=5)
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+    assert resumed_history["loss"] == straight_history["loss"]
+
+
+def test_fewer_iterations_than_the_checkpoint_never_rewrite_it_backwards(tmp_path):
+    checkpoint = tmp_path / "run.pt"
+    sinusoid_run(20, checkpoint=checkpoint, checkpoint_every=5)
+    before = checkpoint.read_bytes()
+    with pytest.warns(UserWarning, match="at step 20, past iterations=10"):
+        _, history = sinusoid_run(10, checkpoint=checkpoint, checkpoint_every=5)
+    assert checkpoint.read_bytes() == before and history["step"][-1] == 20
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"not a checkpoint at all"],
+                         ids=["empty", "truncated", "garbage"])
+def test_a_damaged_checkpoint_is_named_with_what_to_do(tmp_path, content):
+    checkpoint = tmp_path / "run.pt"
+    checkpoint.write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        sinusoid_run(5, checkpoint=checkpoint)
+    message = str(error.value)
+    assert str(checkpoint) in message and "delete it" in message
+    assert "weights_only=False" not in message.replace("never load one you do not trust with weights_only=False", "")
+
+
+def test_temporaries_of_a_save_killed_midway_are_removed_on_resume(tmp_path):
+    checkpoint = tmp_path / "run.pt"
+    sinusoid_run(5, checkpoint=checkpoint, checkpoint_every=5)
+    stale = tmp_path / "run.pt8x2k.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    sinusoid_run(10, checkpoint=checkpoint, checkpoint_every=5)
+    assert not stale.exists() and load_checkpoint(checkpoint)["step"] == 10

@@ -117,7 +117,8 @@ def test_make_lab_starts_jupyterlab_and_runs_a_chapter(tmp_path):
         url = f"ws://127.0.0.1:{port}/api/kernels/{kernel}/channels?token={token}"
         replies = asyncio.run(run_cells(url, [c.source for c in cells]))
         failed = [r for r in replies if r["status"] != "ok"]
-        assert not failed, f"{CHAPTER}, code cell {len(replies) - 1}: {failed[0].get('ename')}: {failed[0].get('evalue')}"
+        assert not failed, (f"{CHAPTER}, code cell {len(replies) - 1}: "
+                            f"{failed[0].get('ename')}: {failed[0].get('evalue')}")
         assert len(replies) == len(cells), (len(replies), len(cells))
     finally:
         stop(server)

@@ -1,0 +1,208 @@
+"""The command line: meta-train MAML on sinusoid regression or Omniglot, on one process or many.
+
+    python -m mtlcode --dataset sinusoid --meta-batch 32 --iterations 2000 --out runs/sine
+    torchrun --standalone --nproc_per_node=4 -m mtlcode.train --dataset omniglot --out runs/omniglot
+
+``python -m mtlcode.train`` is the same command under the name the book uses. Running it again
+with the same settings resumes from ``OUT/checkpoint.pt``; with other settings it refuses, naming
+them, unless ``--allow-changes`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mtlcode import distributed
+from mtlcode.checkpoints import CheckpointError
+from mtlcode.maml import MAML
+from mtlcode.tasks import TaskBatch
+from mtlcode.training import History, meta_train
+
+PROG = "python -m mtlcode.train"
+DEFAULTS = {"sinusoid": dict(shots=10, queries=10, meta_batch=25, inner_lr=0.01),
+            "omniglot": dict(ways=5, shots=1, queries=15, meta_batch=32, inner_lr=0.4)}
+# Settings a resumed run must share with the run that wrote the checkpoint: they define the
+# model, the tasks and the optimisation. (--iterations, --device, --checkpoint-every and the
+# number of processes may change between runs.)
+RUN_DEFINING = ("dataset", "ways", "shots", "queries", "meta_batch", "shards", "meta_lr", "inner_lr",
+                "inner_steps", "first_order", "seed", "omniglot_sets")
+
+
+class ResumeMismatch(ValueError):
+    """The settings of a resumed run differ from those of the run that wrote the checkpoint."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Meta-train MAML on sinusoid regression or Omniglot. Run it as it is for one process, or "
+                    "under `torchrun --nproc_per_node=N -m mtlcode.train ...` to split every meta-batch across "
+                    "N processes (gloo on CPUs, NCCL on GPUs). Running the same command again resumes from "
+                    "OUT/checkpoint.pt.",
+    )
+    p.add_argument("--dataset", choices=["sinusoid", "omniglot"], default="sinusoid")
+    p.add_argument("--ways", type=int, default=None, help="classes per task (omniglot only; default 5)")
+    p.add_argument("--shots", type=int, default=None, help="support examples per class (default: sinusoid 10, "
+                   "omniglot 1)")
+    p.add_argument("--queries", type=int, default=None, help="query examples per class (default: 10, omniglot 15)")
+    p.add_argument("--meta-batch", type=int, default=None,
+                   help="tasks per meta-batch over all processes (default: sinusoid 25, omniglot 32)")
+    p.add_argument("--shards", type=int, default=None,
+                   help="draw each meta-batch as this many shards, each from its own generator (default: the "
+                        "number of processes); a one-process run with --shards N repeats an N-process run")
+    p.add_argument("--iterations", type=int, default=1000, help="outer (meta) steps")
+    p.add_argument("--meta-lr", type=float, default=1e-3)
+    p.add_argument("--inner-lr", type=float, default=None, help="default: sinusoid 0.01, omniglot 0.4")
+    p.add_argument("--inner-steps", type=int, default=1)
+    p.add_argument("--first-order", action="store_true", help="first-order MAML")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True,
+                   help="output folder: checkpoint.pt, config.json, history.json")
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda:LOCAL_RANK when there is a GPU)")
+    p.add_argument("--omniglot-sets", nargs="+", default=None,
+                   help="Omniglot archives to meta-train on (default: background; see mtlcode.data.Omniglot)")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="resume even though settings differ from those the checkpoint was trained with")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    if not args.out.strip():  # Path("") would be the current folder
+        raise ValueError("--out must name a folder (it was empty)")
+    args.out = Path(args.out)
+    if args.dataset == "sinusoid":
+        for name in ("ways", "omniglot_sets"):
+            if getattr(args, name) is not None:
+                raise ValueError(f"--{name.replace('_', '-')} applies to --dataset omniglot only")
+    else:
+        args.ways = DEFAULTS["omniglot"]["ways"] if args.ways is None else args.ways
+        args.omniglot_sets = args.omniglot_sets or ["background"]
+    for name, value in DEFAULTS[args.dataset].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name, least in (("iterations", 0), ("checkpoint_every", 1), ("inner_steps", 0), ("shots", 1),
+                        ("queries", 1), ("ways", 1)):
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
+    for name in ("meta_lr", "inner_lr"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+
+
+def _config(args: argparse.Namespace, shards: int, device: torch.device) -> dict[str, Any]:
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    return {**settings, "shards": shards, "world_size": distributed.world_size(),
+            "backend": distributed.backend(), "device": str(device)}
+
+
+def check_resume(out: Path, config: dict[str, Any], allow_changes: bool = False) -> None:
+    """Refuse to resume ``out``'s checkpoint with settings other than those it was trained with."""
+    saved_file = out / "config.json"
+    if not (out / "checkpoint.pt").exists() or not saved_file.exists() or allow_changes:
+        return
+    saved = json.loads(saved_file.read_text())
+    changed = {k: (saved.get(k), config.get(k)) for k in RUN_DEFINING if saved.get(k) != config.get(k)}
+    if changed:
+        listed = "; ".join(f"--{k.replace('_', '-')}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
+        raise ResumeMismatch(
+            f"{out / 'checkpoint.pt'} was trained with other settings ({listed}). Nothing was changed. Rerun with "
+            f"the saved settings (in {saved_file}) to resume, pick another --out for a new run, or add "
+            "--allow-changes to resume with the new settings on purpose.")
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)  # atomic, like the checkpoints
+
+
+def _learner_and_tasks(args: argparse.Namespace, per_shard: int) -> tuple[MAML, Any]:
+    from mtlcode.models import MLP, Conv4
+    from mtlcode.tasks import NWayKShot, Sinusoid
+
+    if args.dataset == "sinusoid":
+        family = Sinusoid()
+        model, loss = MLP([1, 40, 40, 1]), F.mse_loss
+
+        def sample_tasks(generator: torch.Generator) -> TaskBatch:
+            return family.sample(per_shard, args.shots, args.queries, generator=generator)
+    else:
+        from mtlcode.data import Omniglot
+
+        with distributed.local_main_first():  # one download per machine, not one per process
+            dataset = Omniglot(sets=args.omniglot_sets)
+        tasks = NWayKShot(dataset, args.ways, args.shots, args.queries)
+        model, loss = Conv4(ways=args.ways), F.cross_entropy
+
+        def sample_tasks(generator: torch.Generator) -> TaskBatch:
+            return tasks.sample(per_shard, generator=generator)
+
+    learner = MAML(model, args.inner_lr, loss=loss, inner_steps=args.inner_steps, first_order=args.first_order)
+    return learner, sample_tasks
+
+
+def main(argv: list[str] | None = None) -> History:
+    """The ``python -m mtlcode.train`` command (``--help`` lists the options); returns the history."""
+    from mtlcode.utils import seed_everything
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    # Check everything before joining the process group, so that a bad command fails at once
+    # (on every rank, with the same message) instead of after the rendezvous.
+    world = distributed.env_world_size()
+    shards = world if args.shards is None else args.shards
+    try:
+        _check_arguments(args)
+        distributed.check_split(args.meta_batch, shards, world)
+    except ValueError as error:
+        if distributed.local_rank() != 0:
+            sys.exit(2)  # one copy of the message per machine is enough
+        parser.error(str(error))
+
+    device = distributed.init(args.device)
+    try:
+        config = _config(args, shards, device)
+        check_resume(args.out, config, args.allow_changes)
+        seed_everything(args.seed)  # the same seed on every rank: the same initial model
+        learner, sample_tasks = _learner_and_tasks(args, args.meta_batch // shards)
+        if distributed.is_main_process():
+            args.out.mkdir(parents=True, exist_ok=True)
+            _write_json(args.out / "config.json", config)
+        history = meta_train(learner, sample_tasks, args.iterations, args.meta_lr, seed=args.seed,
+                             checkpoint=args.out / "checkpoint.pt", checkpoint_every=args.checkpoint_every,
+                             device=device, progress=not args.no_progress, shards=shards)
+        if distributed.is_main_process():
+            if history["step"]:
+                _write_json(args.out / "history.json", history)
+                print(f"step {history['step'][-1]}: meta-loss {history['loss'][-1]:.4f}, metric "
+                      f"{history['metric'][-1]:.4f} ({distributed.world_size()} process(es), {shards} shard(s)); "
+                      f"checkpoint in {args.out / 'checkpoint.pt'}")
+            else:
+                print(f"no steps to train (--iterations {args.iterations}); only config.json was written")
+        return history
+    finally:
+        distributed.cleanup()
+
+
+def run() -> None:
+    """Entry point: ``main()``, with the errors a user can fix reported in one line."""
+    try:
+        main()
+    except (CheckpointError, ResumeMismatch, distributed.PeerTimeoutError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

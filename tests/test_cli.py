@@ -1,0 +1,70 @@
+"""The command line (`python -m mtlcode.train`): bad options, resuming safely, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtlcode.__main__ import main
+from mtlcode.checkpoints import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["--dataset", "sinusoid", "--meta-batch", "4", "--shots", "5", "--queries", "5", "--iterations", "4",
+        "--checkpoint-every", "2", "--no-progress"]
+
+
+def test_python_m_mtlcode_is_the_same_command(tmp_path):
+    for module in ("mtlcode", "mtlcode.train"):
+        out = tmp_path / module
+        done = subprocess.run([sys.executable, "-m", module, *ARGS, "--out", str(out)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "found in sys.modules" not in done.stderr  # runpy's warning about a module run twice
+        assert load_checkpoint(out / "checkpoint.pt")["step"] == 4
+
+
+def test_resuming_with_other_settings_is_refused_and_changes_nothing(tmp_path):
+    main([*ARGS, "--out", str(tmp_path)])
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for change in (["--meta-batch", "2"], ["--inner-lr", "0.02"], ["--first-order"], ["--seed", "1"]):
+        with pytest.raises(ValueError, match="trained with other settings") as error:
+            main([*ARGS, "--iterations", "6", *change, "--out", str(tmp_path)])
+        assert change[0] in str(error.value) and "--allow-changes" in str(error.value)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files  # the run folder is untouched
+    main([*ARGS, "--iterations", "6", "--inner-lr", "0.02", "--allow-changes", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "config.json").read_text())["inner_lr"] == 0.02
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 6
+    main([*ARGS, "--iterations", "8", "--inner-lr", "0.02", "--out", str(tmp_path)])  # the settings now saved
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 8
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--ways", "5"], "--ways applies to --dataset omniglot only"),
+    (["--out", ""], "--out must name a folder"),
+    (["--iterations", "-1"], "--iterations must be >= 0"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
+    (["--queries", "0"], "--queries must be >= 1"),
+])
+def test_bad_options_fail_at_once(tmp_path, capsys, options, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*ARGS, "--out", str(tmp_path / "run"), *options])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_zero_iterations_writes_no_history_and_does_not_crash(tmp_path, capsys):
+    history = main([*ARGS, "--iterations", "0", "--out", str(tmp_path)])
+    assert history["step"] == [] and "no steps to train" in capsys.readouterr().out
+    assert not (tmp_path / "history.json").exists() and not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_damaged_checkpoint_gives_a_one_line_error(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00" * 10)
+    done = subprocess.run([sys.executable, "-m", "mtlcode.train", *ARGS, "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "checkpoint.pt is damaged or not a checkpoint" in done.stderr and "delete it" in done.stderr

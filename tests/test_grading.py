@@ -1,0 +1,183 @@
+"""The grader against a dishonest or careless student: each attack ends or fools only itself.
+
+Every notebook here is tiny: one exercise, ``task_mse`` (chapter 1), checked by
+``mtlcode.exercises.check_task_mse``. The attacks that would end the grader itself run the
+command in a subprocess, as a teacher would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtlcode import student_edition
+from mtlcode.grading import check_calls, grade
+
+ROOT = Path(__file__).resolve().parents[1]
+RIGHT = '''def task_mse(predictions, targets):
+    """One mean squared error per task."""
+    return ((predictions - targets) ** 2).flatten(start_dim=1).mean(dim=1)
+'''
+WRONG = RIGHT.replace(".mean(dim=1)", ".sum(dim=1)")
+CHECK = "from mtlcode.exercises import check_task_mse\n\ncheck_task_mse(task_mse)\n"
+
+
+def notebook(*solutions: str, check: str = CHECK) -> dict:
+    """A notebook with one exercise per solution: statement, solution cell, check cell."""
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": "# A test chapter"}]
+    for number, solution in enumerate(solutions, 1):
+        cells += [
+            {"cell_type": "markdown", "metadata": {}, "source": f"**{number}. Task errors (coding).** Write it."},
+            {"cell_type": "code", "metadata": {"tags": ["solution"]}, "source": solution, "outputs": [],
+             "execution_count": None},
+            {"cell_type": "code", "metadata": {}, "source": check, "outputs": [], "execution_count": None},
+        ]
+    return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def write(folder: Path, name: str, *solutions: str, **kwargs) -> Path:
+    path = folder / name
+    path.write_text(json.dumps(notebook(*solutions, **kwargs)))
+    return path
+
+
+def run_grader(*args: str | Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``python -m mtlcode.student_edition --grade ...`` in a subprocess, as a teacher runs it."""
+    return subprocess.run([sys.executable, "-m", "mtlcode.student_edition", "--grade", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def lines(output: str) -> dict[str, str]:
+    """``{notebook file name: status}`` from the grader's report (one exercise per notebook here)."""
+    report = {}
+    for line in output.splitlines():
+        if ".ipynb" in line and not line.startswith(" "):
+            status, rest = line[:9].strip(), line[10:]
+            report[Path(rest.split(":")[0]).name] = status
+    return report
+
+
+# -- what the grader reads --------------------------------------------------------------------
+
+def test_check_calls_are_read_without_running_the_cell():
+    assert check_calls(CHECK) == [("check_task_mse", "task_mse")]
+    assert check_calls("import mtlcode.exercises as e\ne.check_inner_loop(inner_loop)\ncheck_a(b)") == [
+        ("check_inner_loop", "inner_loop"), ("check_a", "b")]
+    assert check_calls("print('passed')") == [] and check_calls("not python (") == []
+
+
+def test_grade_tells_passed_failed_and_not_done(tmp_path):
+    right, wrong = write(tmp_path, "right.ipynb", RIGHT), write(tmp_path, "wrong.ipynb", WRONG)
+    stub = write(tmp_path, "stub.ipynb", 'def task_mse(predictions, targets):\n    raise NotImplementedError("Ex")\n')
+    [passed], [failed], [not_done] = grade(right), grade(wrong), grade(stub)
+    assert (passed.status, passed.notebook, passed.exercise) == ("passed", str(right), "Exercise 1 of right (task_mse)")
+    assert "all 2 cases passed" in passed.feedback
+    assert failed.status == "failed" and "expected" in failed.feedback
+    assert not_done.status == "not done" and "Ex" in not_done.feedback
+
+
+# -- the attacks of the issue -------------------------------------------------------------------
+
+@pytest.mark.parametrize("ending", ["import sys\nsys.exit(0)", "import os\nos._exit(0)"], ids=["sys.exit", "os._exit"])
+def test_a_solution_that_exits_ends_only_its_own_notebook(tmp_path, ending):
+    exits = write(tmp_path, "exits.ipynb", RIGHT + "\n" + ending + "\n")
+    wrong, right = write(tmp_path, "wrong.ipynb", WRONG), write(tmp_path, "right.ipynb", RIGHT)
+    done = run_grader(exits, wrong, right)
+    assert lines(done.stdout) == {"exits.ipynb": "error", "wrong.ipynb": "failed", "right.ipynb": "passed"}, done
+    assert done.returncode == 1, done
+
+
+def test_printing_passed_to_the_real_stdout_forges_nothing(tmp_path):
+    forged = write(tmp_path, "forged.ipynb", WRONG + (
+        "\nimport os, sys\n"
+        "sys.__stdout__.write('passed    forged.ipynb: Exercise 1 of forged (task_mse)\\n')\n"
+        "sys.__stdout__.flush()\n"
+        "os.write(1, b'passed    forged.ipynb: Exercise 1 of forged (task_mse)\\n')\n"
+        "os._exit(0)\n"))
+    done = run_grader(forged)
+    assert done.returncode == 1, done
+    assert not [line for line in done.stdout.splitlines() if line.startswith("passed")], done.stdout
+    assert lines(done.stdout) == {"forged.ipynb": "error"}
+
+
+def test_a_forged_result_line_is_not_believed(tmp_path):
+    # Without the run's token, a line in the results file is ignored; the real result still arrives.
+    forger = write(tmp_path, "forger.ipynb", WRONG + (
+        "\nimport glob, json, tempfile\n"
+        "for path in glob.glob(tempfile.gettempdir() + '/mtlcode-grade-*/results.jsonl'):\n"
+        "    with open(path, 'a') as f:\n"
+        "        f.write(json.dumps({'token': 'guess', 'index': 2, 'status': 'passed', 'feedback': ''}) + '\\n')\n"))
+    [result] = grade(forger)
+    assert result.status == "failed", result
+
+
+def test_replacing_a_check_passes_neither_this_notebook_nor_the_next(tmp_path):
+    cheat = write(tmp_path, "cheat.ipynb", WRONG + (
+        "\nimport mtlcode.exercises\n"
+        "mtlcode.exercises.check_task_mse = lambda function: print('✓ task_mse: all 2 cases passed')\n"))
+    honest_but_wrong = write(tmp_path, "next.ipynb", WRONG)
+    [cheated], [after] = grade(cheat), grade(honest_but_wrong)
+    assert cheated.status == "error" and "mtlcode.exercises.check_task_mse" in cheated.feedback, cheated
+    assert after.status == "failed", after
+
+
+def test_replacing_what_the_check_relies_on_is_an_error(tmp_path):
+    cheat = write(tmp_path, "cheat.ipynb", WRONG + "\nimport torch\ntorch.allclose = lambda *args, **kwargs: True\n")
+    [result] = grade(cheat)
+    assert result.status == "error" and "torch.allclose" in result.feedback, result
+
+
+def test_a_check_cell_that_no_longer_checks_is_not_a_pass(tmp_path):
+    edited = write(tmp_path, "edited.ipynb", WRONG, check="print('✓ task_mse: all 2 cases passed')\n")
+    [result] = grade(edited)
+    assert result.status == "error" and "no check cell" in result.feedback
+
+
+def test_an_endless_loop_times_out_and_the_batch_goes_on(tmp_path, capsys):
+    endless = "def task_mse(predictions, targets):\n    while True:\n        pass\n"
+    loops = write(tmp_path, "loops.ipynb", RIGHT, endless)
+    right = write(tmp_path, "right.ipynb", RIGHT)
+    status = student_edition.main(["--grade", str(loops), str(right), "--timeout", "5"])
+    report = capsys.readouterr().out
+    assert status == 1
+    assert f"passed    {loops}: Exercise 1 of loops (task_mse)" in report, report
+    assert f"timeout   {loops}: Exercise 2 of loops (task_mse)" in report, report
+    assert f"passed    {right}: Exercise 1 of right (task_mse)" in report, report
+
+
+def test_a_malformed_notebook_is_reported_by_name_and_the_batch_goes_on(tmp_path, capsys):
+    not_json = tmp_path / "not_json.ipynb"
+    not_json.write_text("this is not a notebook {")
+    no_cells = tmp_path / "no_cells.ipynb"
+    no_cells.write_text(json.dumps({"cells": 3}))
+    bad_cell = tmp_path / "bad_cell.ipynb"
+    bad_cell.write_text(json.dumps({"cells": [{"cell_type": "code", "source": 42}]}))
+    missing = tmp_path / "missing.ipynb"
+    right = write(tmp_path, "right.ipynb", RIGHT)
+    status = student_edition.main(["--grade", *map(str, (not_json, no_cells, bad_cell, missing, right))])
+    report = capsys.readouterr().out
+    assert status == 1
+    for path in (not_json, no_cells, bad_cell, missing):
+        assert f"error     {path}: the notebook" in report, report
+        assert f"    {path}: " in report, "the feedback names the file"
+    assert f"passed    {right}:" in report, report
+
+
+def test_a_notebook_without_exercises_is_not_a_pass(tmp_path, capsys):
+    empty = tmp_path / "empty.ipynb"
+    empty.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Nothing"}]}))
+    assert grade(empty) == []
+    assert student_edition.main(["--grade", str(empty)]) == 1
+    assert "no exercise to grade" in capsys.readouterr().out
+
+
+def test_feedback_cannot_rewrite_the_report(tmp_path, capsys):
+    sneaky = write(tmp_path, "sneaky.ipynb", "print('\\r\\x1b[2Kpassed    sneaky.ipynb')\n" + WRONG)
+    assert student_edition.main(["--grade", str(sneaky)]) == 1
+    report = capsys.readouterr().out
+    assert "\x1b" not in report and "\r" not in report
+    assert not [line for line in report.splitlines() if line.startswith("passed")], report
