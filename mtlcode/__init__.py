@@ -1,9 +1,10 @@
 """mtlcode: the helper package of the mtl-book on meta-learning and transfer learning.
 
 The layout follows the architecture: data -> tasks -> models -> learners (``learner``, ``maml``,
-``rl``, ``finetune``) -> training (``training``, ``checkpoints``, ``distributed``) and evaluation
-(``evaluation``) -> plots; course tooling (``exercises``, ``student_edition``) and the book's
-plumbing (``book``, ``results``) apart.
+``anil``, ``metasgd``, ``reptile``, ``protonet``, ``rl``, ``finetune``) -> training
+(``training``, ``checkpoints``, ``distributed``) and evaluation (``evaluation``) -> plots;
+course tooling (``exercises``, ``student_edition``, ``grading``) and the book's plumbing
+(``book``, ``results``) apart.
 
 ``import mtlcode`` loads torch and the core only. The submodules that pull in heavy libraries
 (``data``: PIL and torchvision; ``plots``: matplotlib; ``rl``, ``exercises``, ...) load on first
@@ -16,9 +17,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from mtlcode.anil import ANIL
 from mtlcode.evaluation import Evaluation, evaluate
 from mtlcode.learner import Learner
 from mtlcode.maml import MAML
+from mtlcode.metasgd import MetaSGD
+from mtlcode.protonet import ProtoNet
+from mtlcode.reptile import Reptile
 from mtlcode.training import meta_train
 from mtlcode.utils import device, seed_everything
 
@@ -27,12 +32,16 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("book", "checkpoints", "data", "distributed", "evaluation", "exercises", "finetune",
-                    "learner", "maml", "models", "plots", "results", "rl", "student_edition", "tasks",
-                    "training", "utils")
+_LAZY_SUBMODULES = ("anil", "book", "checkpoints", "data", "distributed", "evaluation", "exercises", "finetune",
+                    "learner", "maml", "metasgd", "models", "plots", "protonet", "reptile", "results", "rl",
+                    "student_edition", "tasks", "training", "utils")
 
 __all__ = [
+    "ANIL",
     "MAML",
+    "MetaSGD",
+    "ProtoNet",
+    "Reptile",
     "Evaluation",
     "Learner",
     "book",

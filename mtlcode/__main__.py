@@ -1,4 +1,4 @@
-"""The command line: meta-train MAML on sinusoid regression or Omniglot, on one process or many.
+"""The command line: meta-train a learner on sinusoid regression or Omniglot, on one or many processes.
 
     python -m mtlcode --dataset sinusoid --meta-batch 32 --iterations 2000 --out runs/sine
     torchrun --standalone --nproc_per_node=4 -m mtlcode.train --dataset omniglot --out runs/omniglot
@@ -21,8 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from mtlcode import distributed
+from mtlcode.anil import ANIL
 from mtlcode.checkpoints import CheckpointError
+from mtlcode.learner import Learner
 from mtlcode.maml import MAML
+from mtlcode.metasgd import MetaSGD
+from mtlcode.protonet import ProtoNet
+from mtlcode.reptile import Reptile
 from mtlcode.tasks import TaskBatch
 from mtlcode.training import History, meta_train
 
@@ -32,8 +37,12 @@ DEFAULTS = {"sinusoid": dict(shots=10, queries=10, meta_batch=25, inner_lr=0.01)
 # Settings a resumed run must share with the run that wrote the checkpoint: they define the
 # model, the tasks and the optimisation. (--iterations, --device, --checkpoint-every and the
 # number of processes may change between runs.)
-RUN_DEFINING = ("dataset", "ways", "shots", "queries", "meta_batch", "shards", "meta_lr", "inner_lr",
+RUN_DEFINING = ("method", "dataset", "ways", "shots", "queries", "meta_batch", "shards", "meta_lr", "inner_lr",
                 "inner_steps", "first_order", "seed", "omniglot_sets")
+
+# Settings that runs written before the setting existed had implicitly.
+IMPLICIT = {"method": "maml"}
+METHODS = ("maml", "anil", "metasgd", "reptile", "protonet")
 
 
 class ResumeMismatch(ValueError):
@@ -43,11 +52,13 @@ class ResumeMismatch(ValueError):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Meta-train MAML on sinusoid regression or Omniglot. Run it as it is for one process, or "
-                    "under `torchrun --nproc_per_node=N -m mtlcode.train ...` to split every meta-batch across "
-                    "N processes (gloo on CPUs, NCCL on GPUs). Running the same command again resumes from "
-                    "OUT/checkpoint.pt.",
+        description="Meta-train a learner (MAML, ANIL, Meta-SGD, Reptile, ProtoNets) on sinusoid regression or "
+                    "Omniglot. Run it as it is for one process, or under `torchrun --nproc_per_node=N -m "
+                    "mtlcode.train ...` to split every meta-batch across N processes (gloo on CPUs, NCCL on "
+                    "GPUs). Running the same command again resumes from OUT/checkpoint.pt.",
     )
+    p.add_argument("--method", choices=METHODS, default="maml",
+                   help="the learner (protonet: omniglot only; add --first-order for first-order MAML or ANIL)")
     p.add_argument("--dataset", choices=["sinusoid", "omniglot"], default="sinusoid")
     p.add_argument("--ways", type=int, default=None, help="classes per task (omniglot only; default 5)")
     p.add_argument("--shots", type=int, default=None, help="support examples per class (default: sinusoid 10, "
@@ -87,6 +98,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
     else:
         args.ways = DEFAULTS["omniglot"]["ways"] if args.ways is None else args.ways
         args.omniglot_sets = args.omniglot_sets or ["background"]
+    if args.method == "protonet" and args.dataset != "omniglot":
+        raise ValueError("--method protonet classifies: use --dataset omniglot")
+    if args.first_order and args.method not in ("maml", "anil"):
+        raise ValueError(f"--first-order applies to --method maml or anil, not {args.method}")
+    if args.method == "reptile" and args.inner_steps < 1:
+        raise ValueError("--method reptile needs --inner-steps >= 1")
     for name, value in DEFAULTS[args.dataset].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -112,7 +129,8 @@ def check_resume(out: Path, config: dict[str, Any], allow_changes: bool = False)
     if not (out / "checkpoint.pt").exists() or not saved_file.exists() or allow_changes:
         return
     saved = json.loads(saved_file.read_text())
-    changed = {k: (saved.get(k), config.get(k)) for k in RUN_DEFINING if saved.get(k) != config.get(k)}
+    changed = {k: (saved.get(k, IMPLICIT.get(k)), config.get(k)) for k in RUN_DEFINING
+               if saved.get(k, IMPLICIT.get(k)) != config.get(k)}
     if changed:
         listed = "; ".join(f"--{k.replace('_', '-')}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
         raise ResumeMismatch(
@@ -127,7 +145,18 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)  # atomic, like the checkpoints
 
 
-def _learner_and_tasks(args: argparse.Namespace, per_shard: int) -> tuple[MAML, Any]:
+def _learner(args: argparse.Namespace, model: torch.nn.Module, loss: Any) -> Learner:
+    if args.method == "protonet":
+        return ProtoNet(model.body)
+    if args.method == "reptile":
+        return Reptile(model, args.inner_lr, inner_steps=args.inner_steps, loss=loss)
+    if args.method == "metasgd":
+        return MetaSGD(model, args.inner_lr, inner_steps=args.inner_steps, loss=loss)
+    learner = ANIL if args.method == "anil" else MAML
+    return learner(model, args.inner_lr, loss=loss, inner_steps=args.inner_steps, first_order=args.first_order)
+
+
+def _learner_and_tasks(args: argparse.Namespace, per_shard: int) -> tuple[Learner, Any]:
     from mtlcode.models import MLP, Conv4
     from mtlcode.tasks import NWayKShot, Sinusoid
 
@@ -148,8 +177,7 @@ def _learner_and_tasks(args: argparse.Namespace, per_shard: int) -> tuple[MAML, 
         def sample_tasks(generator: torch.Generator) -> TaskBatch:
             return tasks.sample(per_shard, generator=generator)
 
-    learner = MAML(model, args.inner_lr, loss=loss, inner_steps=args.inner_steps, first_order=args.first_order)
-    return learner, sample_tasks
+    return _learner(args, model, loss), sample_tasks
 
 
 def main(argv: list[str] | None = None) -> History:

@@ -114,22 +114,36 @@ class MAML(Learner):
     def inner_step(self, params: Params, support_x: Tensor, support_y: Tensor, vectorised: bool = False) -> Params:
         """One gradient step on one task's support set: ``theta - alpha * grad L(theta)``.
 
-        Inside ``torch.func.vmap`` (``vectorised=True``) only ``torch.func.grad`` can take the
-        gradient; elsewhere plain ``torch.autograd.grad`` does the same with less overhead.
+        Only the parameters :meth:`adapted_names` lists move (all of them for MAML), each by
+        :meth:`update`. Inside ``torch.func.vmap`` (``vectorised=True``) only ``torch.func.grad``
+        can take the gradient; elsewhere plain ``torch.autograd.grad`` does the same with less
+        overhead.
         """
-        if vectorised:
-            grads = grad(self._support_loss)(params, support_x, support_y)
-        else:
-            grads = self._autograd_gradients(params, support_x, support_y)
+        names = set(self.adapted_names(params))
+        fixed = {name: p for name, p in params.items() if name not in names}
+        moving = {name: p for name, p in params.items() if name in names}
+
+        def support_loss(moving: Params) -> Tensor:
+            return self._support_loss({**fixed, **moving}, support_x, support_y)
+
+        grads = grad(support_loss)(moving) if vectorised else self._autograd_gradients(support_loss, moving)
+        return {**params, **self.update(moving, grads)}
+
+    def adapted_names(self, params: Params) -> list[str]:
+        """The parameters the inner loop adapts: every one, for MAML (ANIL: the head only)."""
+        return list(params)
+
+    def update(self, params: Params, grads: Params) -> Params:
+        """The inner update of the adapted parameters: ``theta - alpha * grad`` (Meta-SGD learns alpha)."""
         return gradient_step(params, grads, self.inner_lr, self.first_order)
 
-    def _autograd_gradients(self, params: Params, x: Tensor, y: Tensor) -> Params:
+    def _autograd_gradients(self, loss_of: Callable[[Params], Tensor], params: Params) -> Params:
         # Keep the graph of the gradient itself (the second-order term) only when the result
         # will be differentiated: grad mode is on and we are not in first-order mode.
         create_graph = torch.is_grad_enabled() and not self.first_order
         with torch.enable_grad():
             tracked = {name: p if p.requires_grad else p.detach().requires_grad_() for name, p in params.items()}
-            loss = self._support_loss(tracked, x, y)
+            loss = loss_of(tracked)
             grads = torch.autograd.grad(loss, list(tracked.values()), create_graph=create_graph,
                                         materialize_grads=True)
         return dict(zip(tracked, grads))

@@ -68,3 +68,27 @@ def test_a_damaged_checkpoint_gives_a_one_line_error(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "checkpoint.pt is damaged or not a checkpoint" in done.stderr and "delete it" in done.stderr
+
+
+@pytest.mark.parametrize("method", ["anil", "metasgd", "reptile"])
+def test_every_learner_runs_from_the_command_line_and_resumes(tmp_path, method):
+    main([*ARGS, "--method", method, "--out", str(tmp_path)])
+    main([*ARGS, "--method", method, "--iterations", "6", "--out", str(tmp_path)])
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 6
+    with pytest.raises(ValueError, match="--method"):
+        main([*ARGS, "--iterations", "8", "--out", str(tmp_path)])  # now maml: refused
+
+
+def test_protonet_runs_on_omniglot_only(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([*ARGS, "--method", "protonet", "--out", str(tmp_path)])
+    assert "use --dataset omniglot" in capsys.readouterr().err
+
+
+def test_runs_written_before_the_method_option_still_resume(tmp_path):
+    main([*ARGS, "--out", str(tmp_path)])
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["method"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    main([*ARGS, "--iterations", "6", "--out", str(tmp_path)])
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 6
