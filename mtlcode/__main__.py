@@ -1,4 +1,4 @@
-"""The command line: meta-train a learner on sinusoid regression or Omniglot, on one or many processes.
+"""The command line: meta-train a learner on sinusoid regression or Omniglot, on one or many processes::
 
     python -m mtlcode --dataset sinusoid --meta-batch 32 --iterations 2000 --out runs/sine
     torchrun --standalone --nproc_per_node=4 -m mtlcode.train --dataset omniglot --out runs/omniglot

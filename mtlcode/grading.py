@@ -1,4 +1,4 @@
-"""Grading handed-in notebooks: every notebook in a child process of its own, with a time limit.
+"""Grading handed-in notebooks: every notebook in a child process of its own, with a time limit::
 
     python -m mtlcode.student_edition --grade submissions/*.ipynb [--timeout 120] [--verbose]
 
