@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Learner", "check_model"]
+__all__ = ["Learner", "check_model", "measured_strategy"]
 
 Stats = dict[str, Tensor]
 
@@ -81,6 +81,18 @@ class Learner(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state)
+
+
+def measured_strategy(model: nn.Module) -> str:
+    """The faster way to run a batch of tasks through ``model``, as ``benchmarks/speed.py`` measured it.
+
+    ``"vmap"`` for networks without convolutions on any device, and for every network on CUDA;
+    ``"loop"`` for convolutional networks elsewhere (on a CPU, batching the tasks turns each
+    convolution into a slower grouped one).
+    """
+    has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    on_cuda = any(p.is_cuda for p in model.parameters())
+    return "vmap" if on_cuda or not has_conv else "loop"
 
 
 def check_model(model: nn.Module, *, vectorised: bool) -> None:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from mtlcode.learner import Learner, Stats, check_model
+from mtlcode.learner import Learner, Stats, check_model, measured_strategy
 from mtlcode.models import TaskBatchNorm2d
 from mtlcode.tasks import TaskBatch
 
@@ -194,9 +194,7 @@ class MAML(Learner):
             return self.strategy
         if self._vmap_is_unsafe() or self._has_dropout():
             return "loop"
-        has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
-        on_cuda = any(p.is_cuda for p in self.model.parameters())
-        return "vmap" if on_cuda or not has_conv else "loop"
+        return measured_strategy(self.model)
 
     def _vmap_is_unsafe(self) -> bool:
         fused_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, TaskBatchNorm2d)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
-from mtlcode.learner import Learner, check_model
+from mtlcode.learner import Learner, check_model, measured_strategy
 from mtlcode.tasks import TaskBatch
 
 __all__ = ["ProtoNet", "prototype_logits", "prototypes"]
@@ -53,9 +53,7 @@ class ProtoNet(Learner):
         """As for MAML: vmap for fully connected bodies and on CUDA, the loop for convolutions on a CPU."""
         if self.strategy != "auto":
             return self.strategy
-        has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
-        on_cuda = any(p.is_cuda for p in self.model.parameters())
-        return "vmap" if on_cuda or not has_conv else "loop"
+        return measured_strategy(self.model)
 
     def check(self, batch: TaskBatch) -> None:
         if not isinstance(batch, TaskBatch) or not batch.batched:
