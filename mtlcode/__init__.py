@@ -28,13 +28,13 @@ from mtlcode.training import meta_train
 from mtlcode.utils import device, seed_everything
 
 if TYPE_CHECKING:
-    from mtlcode import book, data, distributed, exercises, finetune, models, plots, results, rl, tasks
+    from mtlcode import book, data, distributed, exercises, finetune, models, plots, results, rl, similarity, tasks
 
 __version__ = "0.1.0"
 
 _LAZY_SUBMODULES = ("anil", "book", "checkpoints", "data", "distributed", "evaluation", "exercises", "finetune",
                     "learner", "maml", "metasgd", "models", "plots", "protonet", "reptile", "results", "rl",
-                    "student_edition", "tasks", "training", "utils")
+                    "similarity", "student_edition", "tasks", "training", "utils")
 
 __all__ = [
     "ANIL",
@@ -57,6 +57,7 @@ __all__ = [
     "results",
     "rl",
     "seed_everything",
+    "similarity",
     "tasks",
 ]
 

@@ -139,10 +139,23 @@ def check_resume(out: Path, config: dict[str, Any], allow_changes: bool = False)
             "--allow-changes to resume with the new settings on purpose.")
 
 
-def _write_json(path: Path, obj: Any) -> None:
+def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)  # atomic, like the checkpoints
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def _file_id(path: Path) -> tuple[int, int, int] | None:
+    """Which file ``path`` is now (every checkpoint save is a new file renamed over the old one)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def _learner(args: argparse.Namespace, model: torch.nn.Module, loss: Any) -> Learner:
@@ -204,12 +217,23 @@ def main(argv: list[str] | None = None) -> History:
         check_resume(args.out, config, args.allow_changes)
         seed_everything(args.seed)  # the same seed on every rank: the same initial model
         learner, sample_tasks = _learner_and_tasks(args, args.meta_batch // shards)
+        checkpoint, config_file = args.out / "checkpoint.pt", args.out / "config.json"
+        previous = None  # (the config.json text, the checkpoint file) a failed start puts back
         if distributed.is_main_process():
             args.out.mkdir(parents=True, exist_ok=True)
-            _write_json(args.out / "config.json", config)
-        history = meta_train(learner, sample_tasks, args.iterations, args.meta_lr, seed=args.seed,
-                             checkpoint=args.out / "checkpoint.pt", checkpoint_every=args.checkpoint_every,
-                             device=device, progress=not args.no_progress, shards=shards)
+            if config_file.exists():
+                previous = config_file.read_text(), _file_id(checkpoint)
+            _write_json(config_file, config)
+        try:
+            history = meta_train(learner, sample_tasks, args.iterations, args.meta_lr, seed=args.seed,
+                                 checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
+                                 device=device, progress=not args.no_progress, shards=shards)
+        except BaseException:
+            # Failed before saving a checkpoint (say, --allow-changes onto another learner's one):
+            # config.json must go on describing the checkpoint that is still there.
+            if previous is not None and _file_id(checkpoint) == previous[1]:
+                _write_text(config_file, previous[0])
+            raise
         if distributed.is_main_process():
             if history["step"]:
                 _write_json(args.out / "history.json", history)

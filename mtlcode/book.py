@@ -6,6 +6,9 @@ run the same notebooks on Colab or in plain Jupyter, where myst-nb is not instal
 book-building tool, not a dependency of ``mtlcode``). There :func:`glue` keeps the value in
 :data:`GLUED` and shows it only when asked to (``display=True``), so a chapter runs the same
 everywhere and looks the same as it does in the book.
+
+Importing this module also asks a Jupyter kernel for figures at twice the resolution (PNG
+"retina"), so that they stay sharp when a reader zooms in, in the book and on Colab alike.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["GLUED", "glue"]
+__all__ = ["GLUED", "crisp_figures", "glue"]
 
 GLUED: dict[str, Any] = {}
 """Every value glued in this process, by name (handy to look at when the book tools are absent)."""
@@ -47,3 +50,19 @@ def glue(name: str, value: Any, display: bool = True) -> None:
             print(repr(value))
         else:
             show(value)
+
+
+def crisp_figures() -> bool:
+    """Inline figures at twice the pixel density, shown at their usual size; True inside a kernel."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # a plain Python script: nothing to display
+        return False
+    if get_ipython() is None or not hasattr(get_ipython(), "kernel"):
+        return False
+    set_matplotlib_formats("retina")
+    return True
+
+
+crisp_figures()

@@ -22,7 +22,8 @@ _TMP_SUFFIX = ".tmp"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read: truncated, empty, or not a checkpoint at all."""
+    """A checkpoint file that cannot be read (truncated, empty, not a checkpoint at all), or that
+    does not fit the learner resuming it (written by another learner or network)."""
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:

@@ -68,10 +68,15 @@ def _fingerprint(value: Any) -> tuple[Any, ...]:
     return (value,)
 
 
+def _is_exercises(name: str) -> bool:
+    """``mtlcode.exercises`` and its submodules, where the checks and their tolerances live."""
+    return name == "mtlcode.exercises" or name.startswith("mtlcode.exercises.")
+
+
 class Guard:
     """Remembers the functions the checks rely on; :meth:`changes` lists those replaced since.
 
-    Every value of :mod:`mtlcode.exercises` is watched (its tolerances too); elsewhere only
+    Every value of :mod:`mtlcode.exercises` and its submodules is watched (the tolerances too); elsewhere only
     callables, because modules keep caches and counters that change in normal use.
     """
 
@@ -80,7 +85,7 @@ class Guard:
         self._snapshot: dict[str, dict[str, tuple[Any, ...]]] = {}
         for name, namespace in _watched_namespaces():
             self._snapshot[name] = {key: _fingerprint(value) for key, value in namespace.items()
-                                    if name == "mtlcode.exercises" or callable(value)}
+                                    if _is_exercises(name) or callable(value)}
 
     def changes(self) -> list[str]:
         """The watched names whose value is no longer the one seen at construction."""

@@ -80,6 +80,12 @@ class Learner(ABC):
         return self.model.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; a Meta-SGD state is refused, naming it."""
+        if isinstance(state, dict) and set(state) == {"model", "step_sizes"}:
+            # Else torch lists every key of the model as missing, without saying whose state it is.
+            raise ValueError(f"a MetaSGD state (the keys 'model' and 'step_sizes') cannot be loaded into "
+                             f"{type(self).__name__}: load it with MetaSGD, or load state['model'] alone to start "
+                             "from its initialisation without the learned step sizes")
         self.model.load_state_dict(state)
 
 

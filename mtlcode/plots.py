@@ -98,3 +98,51 @@ def task_grid(batch: TaskBatch, task: int = 0, queries: int = 3) -> Figure:
         axes[c][0].set_ylabel(f"class {c}")
     fig.suptitle("support (framed) and query images")
     return fig
+
+
+# Where each method sits: (column = what a new task adapts, row = how the shared part is learned).
+FAMILY_SPECTRUM = {
+    "MAML": (0, 2), "Meta-SGD": (0, 2), "ANIL": (1, 2), "ProtoNet": (2, 2),
+    "Reptile": (0, 1),
+    "fine-tune all": (0, 0), "fine-tune head\n(linear probe)": (1, 0), "prototypes of a\npre-trained body": (2, 0),
+}
+_SPECTRUM_COLUMNS = ("all parameters,\ngradient steps", "the head only,\ngradient steps",
+                     "nothing: class\nmeans of features")
+_SPECTRUM_ROWS = ("ordinary training\n(transfer learning)", "towards fine-tuned\nweights (first order)",
+                  "through the adaptation\n(meta-learning)")
+
+
+def family_spectrum(ax: Axes | None = None) -> Figure:
+    """The MAML family on a grid: what each method adapts per task, and how it learns what it shares.
+
+    Methods in the same cell are drawn side by side. Moving right, less is adapted and more is
+    reused; moving down, the shared part is learned less through the adaptation itself.
+    """
+    fig, ax = _axes(ax, (7, 3.6))
+    cells: dict[tuple[int, int], list[str]] = {}
+    for name, cell in FAMILY_SPECTRUM.items():
+        cells.setdefault(cell, []).append(name)
+    for (column, row), names in cells.items():
+        for k, name in enumerate(names):
+            x = column + (k - (len(names) - 1) / 2) * 0.42
+            meta = row == 2
+            ax.annotate(name, (x, row), ha="center", va="center", fontsize=9,
+                        bbox={"boxstyle": "round,pad=0.3", "lw": 1,
+                              "fc": "#dbe9f6" if meta else "#fde7d3" if row == 0 else "#eeeeee",
+                              "ec": "tab:blue" if meta else "tab:orange" if row == 0 else "gray"})
+    ax.annotate("", xy=(2.45, -0.62), xytext=(-0.45, -0.62),
+                arrowprops={"arrowstyle": "->", "color": "gray"}, annotation_clip=False)
+    ax.text(1.0, -0.75, "less adapted per task, more reused", ha="center", va="top", fontsize=8, color="gray")
+    ax.set_xlim(-0.6, 2.6)
+    ax.set_ylim(-0.9, 2.5)
+    ax.set_xticks(range(3), _SPECTRUM_COLUMNS, fontsize=8)
+    ax.set_yticks(range(3), _SPECTRUM_ROWS, fontsize=8)
+    ax.xaxis.set_ticks_position("top")
+    ax.set_xlabel("adapted to a new task", fontsize=9)
+    ax.xaxis.set_label_position("top")
+    ax.set_ylabel("how the shared part is learned", fontsize=9)
+    for side in ("right", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(length=0)
+    fig.tight_layout()
+    return fig

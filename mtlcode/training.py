@@ -23,7 +23,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from mtlcode import distributed
-from mtlcode.checkpoints import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from mtlcode.checkpoints import CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from mtlcode.learner import Learner, Stats
 
 __all__ = ["History", "meta_train"]
@@ -57,8 +57,12 @@ def _restore(learner: Learner, optimizer: torch.optim.Optimizer, generators: lis
         raise ValueError(f"{checkpoint} was written by a run of {saved_shards} shard(s), not {shards}: "
                          f"resume with shards={saved_shards} (under torchrun, a number of processes "
                          f"that divides {saved_shards} and shards={saved_shards})")
-    learner.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        learner.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, RuntimeError, ValueError) as error:  # another learner's or network's state
+        raise CheckpointError(f"{checkpoint} cannot be resumed by {type(learner).__name__} (was it written by "
+                              f"another learner or network?): {error}") from error
     generator_states = state["generators"] if "generators" in state else [state["generator"]]
     for generator, s in zip(generators, my_shards):
         generator.set_state(generator_states[s])

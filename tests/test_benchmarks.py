@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import speed
 
 
-def test_speed_benchmark_writes_its_result_and_figure(tmp_path):
-    out = tmp_path / "speed.json"
-    result = speed.main(["--quick", "--out", str(out), "--no-progress", "--seed", "3"])
+@pytest.fixture(scope="module")
+def quick_speed(tmp_path_factory):
+    """One quick run of the speed benchmark (about 15 s), shared by the tests that read it."""
+    out = tmp_path_factory.mktemp("speed") / "speed.json"
+    return out, speed.main(["--quick", "--out", str(out), "--no-progress", "--seed", "3"])
+
+
+def test_speed_benchmark_writes_its_result_and_figure(quick_speed):
+    out, result = quick_speed
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result))
     for key in ("command", "seed", "torch", "device", "wall_seconds", "budget_seconds", "rows"):
@@ -18,13 +26,52 @@ def test_speed_benchmark_writes_its_result_and_figure(tmp_path):
     timed = [r for r in saved["rows"] if r["metric"] == "seconds_per_step" and r["mean"] is not None]
     assert {r["method"] for r in timed} >= {"reference", "loop", "vmap"}
     assert all(r["mean"] > 0 for r in timed)
-    conv_second_order = {r["method"] for r in timed if r["problem"] == "omniglot_conv4" and r["order"] == "second"}
+    conv_second_order = {r["method"] for r in timed if r["problem"] == "omniglot_conv4" and r["order"] == "second"
+                         and r["learner"] == "maml"}
     assert conv_second_order == {"reference", "reference_nchw", "loop", "vmap", "vmap_chunk4", "vmap_chunk8"}
     ratios = [r for r in saved["rows"] if r["metric"] == "speedup_vs_reference"]
-    assert ratios and all(r["mean"] > 0 for r in ratios)
+    assert ratios and all(r["mean"] > 0 and r["learner"] == "maml" for r in ratios)
     assert set(saved["summary"]) == {"sinusoid_mlp/second", "sinusoid_mlp/first",
                                      "omniglot_conv4/second", "omniglot_conv4/first"}
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_speed_benchmark_times_every_learner_of_the_family(quick_speed):
+    """ANIL, Meta-SGD, Reptile and ProtoNet: vmap against their own loop, at the headline sizes."""
+    from mtlcode.results import value
+
+    saved = quick_speed[1]
+    headline = {"sinusoid_mlp": 4, "omniglot_conv4": 2}  # --quick's headline meta-batches
+    order = {"anil": "second", "metasgd": "second", "reptile": "first", "protonet": None}
+    timed = {(r["learner"], r["problem"], r["method"]) for r in saved["rows"]
+             if r["metric"] == "seconds_per_step" and r["learner"] != "maml"}
+    expected = {(learner, problem, f"{learner}_{strategy}") for learner in order for problem in headline
+                for strategy in ("loop", "vmap") if (learner, problem) != ("protonet", "sinusoid_mlp")}
+    assert timed == expected
+    for learner, problem, method in expected:
+        seconds = value(saved, learner=learner, problem=problem, method=method, metric="seconds_per_step")
+        assert seconds > 0, (learner, problem, method)
+    for learner in order:
+        for problem, meta_batch in headline.items():
+            row = [r for r in saved["rows"] if r["metric"] == "speedup_vs_loop" and r["learner"] == learner
+                   and r["problem"] == problem]
+            assert len(row) == 1 and row[0]["meta_batch"] == meta_batch and row[0]["order"] == order[learner], row
+            if (learner, problem) == ("protonet", "sinusoid_mlp"):  # regression: ProtoNet does not apply
+                assert row[0]["mean"] is None and "regression" in row[0]["note"]
+                assert f"{learner}/{problem}" not in saved["family"]
+                continue
+            loop = value(saved, learner=learner, problem=problem, method=f"{learner}_loop", metric="seconds_per_step")
+            vmap = value(saved, learner=learner, problem=problem, method=f"{learner}_vmap", metric="seconds_per_step")
+            assert row[0]["mean"] == loop / vmap
+            assert saved["family"][f"{learner}/{problem}"]["vmap_speedup_vs_loop"] == row[0]["mean"]
+    # The family's new rows must not shadow MAML's: the book looks MAML's rows up by these fields alone.
+    for method in ("loop", "vmap"):
+        for problem, meta_batch in headline.items():
+            assert value(saved, problem=problem, meta_batch=meta_batch, order="second", method=method,
+                         metric="seconds_per_step") > 0
+    assert {s["auto_strategy"] for s in saved["family"].values()} <= {"loop", "vmap"}
+    assert saved["family"]["protonet/omniglot_conv4"]["auto_strategy"] == ("vmap" if saved["device"] == "cuda"
+                                                                          else "loop")
 
 
 RESULT_KEYS = ("command", "seed", "torch", "device", "wall_seconds", "budget_seconds", "rows")

@@ -40,12 +40,24 @@ def test_repository_configured_once_for_launch_buttons():
     assert CONFIG["html"]["use_download_button"] is True
 
 
+def prose_lines(markdown: str) -> list[str]:
+    """The lines of a markdown cell outside fenced code blocks (where '# ' is a comment)."""
+    lines, fence = [], None
+    for line in markdown.splitlines():
+        marker = re.match(r"^\s*(`{3,}|~{3,})", line)
+        if marker and (fence is None or marker.group(1).startswith(fence)):
+            fence = marker.group(1) if fence is None else None
+        elif fence is None:
+            lines.append(line)
+    return lines
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_chapter_conventions(path):
     nb = cells(path)
     first = [line for line in source(nb[0]).splitlines() if line.strip() and not re.match(r"^\(.+\)=$", line)]
     assert nb[0]["cell_type"] == "markdown" and first[0].startswith("# "), "first cell: '# Title'"
-    titles = [line for c in nb if c["cell_type"] == "markdown" for line in source(c).splitlines()
+    titles = [line for c in nb if c["cell_type"] == "markdown" for line in prose_lines(source(c))
               if line.startswith("# ")]
     assert len(titles) == 1, f"exactly one '# ' title, found {titles}"
     setup = source(nb[1])

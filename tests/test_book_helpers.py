@@ -43,3 +43,25 @@ def test_with_myst_nb_glue_hands_the_value_to_it(fresh, monkeypatch):
 def test_glue_refuses_a_name_the_book_cannot_refer_to(fresh):
     with pytest.raises(ValueError, match="non-empty string"):
         book.glue("", 1)
+
+
+def test_crisp_figures_is_a_no_op_outside_a_kernel():
+    assert book.crisp_figures() is False
+
+
+def test_figures_in_a_kernel_are_drawn_at_twice_their_displayed_size():
+    import base64
+    import io
+
+    import nbformat
+    from nbclient import NotebookClient
+    from PIL import Image
+
+    code = ("import mtlcode.book\nimport matplotlib.pyplot as plt\n"
+            "plt.figure(figsize=(4, 3))\nplt.plot([0, 1])\nplt.show()")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    [output] = [o for o in nb.cells[0].outputs if "image/png" in o.get("data", {})]
+    width = Image.open(io.BytesIO(base64.b64decode(output["data"]["image/png"]))).width
+    shown = output["metadata"]["image/png"]["width"]
+    assert width == 2 * shown, (width, shown)

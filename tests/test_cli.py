@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
-from mtlcode.__main__ import main
+from mtlcode.__main__ import METHODS, PROG, ResumeMismatch, main, run
 from mtlcode.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,13 +72,77 @@ def test_a_damaged_checkpoint_gives_a_one_line_error(tmp_path):
     assert "checkpoint.pt is damaged or not a checkpoint" in done.stderr and "delete it" in done.stderr
 
 
-@pytest.mark.parametrize("method", ["anil", "metasgd", "reptile"])
-def test_every_learner_runs_from_the_command_line_and_resumes(tmp_path, method):
-    main([*ARGS, "--method", method, "--out", str(tmp_path)])
-    main([*ARGS, "--method", method, "--iterations", "6", "--out", str(tmp_path)])
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 6
-    with pytest.raises(ValueError, match="--method"):
-        main([*ARGS, "--iterations", "8", "--out", str(tmp_path)])  # now maml: refused
+# ProtoNet classifies: a tiny Omniglot run (the small archive, 3-way 1-shot) instead of sinusoids.
+OMNIGLOT_ARGS = ["--dataset", "omniglot", "--omniglot-sets", "background_small1", "--ways", "3", "--shots", "1",
+                 "--queries", "2", "--meta-batch", "4", "--iterations", "4", "--checkpoint-every", "2",
+                 "--no-progress"]
+
+
+def method_args(method: str, request: pytest.FixtureRequest) -> list[str]:
+    if method == "protonet":
+        request.getfixturevalue("omniglot_dir")  # skips without the archives
+        return [*OMNIGLOT_ARGS, "--method", method]
+    return [*ARGS, "--method", method]
+
+
+def assert_same(a: Any, b: Any, where: str = "checkpoint") -> None:
+    """Equal, bit for bit: nested dicts and lists of tensors, numbers and strings."""
+    assert type(a) is type(b), where
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_learner_resumes_from_the_command_line_to_the_uninterrupted_result(tmp_path, request, method):
+    args = method_args(method, request)
+    main([*args, "--out", str(tmp_path / "resumed")])  # 4 steps
+    main([*args, "--iterations", "6", "--out", str(tmp_path / "resumed")])  # the same command, 2 more
+    main([*args, "--iterations", "6", "--out", str(tmp_path / "straight")])
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    assert resumed["step"] == 6 and resumed["history"]["step"] == list(range(1, 7))
+    assert_same(resumed, straight)  # model (Meta-SGD: and step sizes), optimiser, generators, history
+    if method == "metasgd":
+        assert set(resumed["model"]) == {"model", "step_sizes"}
+    assert json.loads((tmp_path / "resumed" / "config.json").read_text())["method"] == method
+
+    files = {p.name: p.read_bytes() for p in (tmp_path / "resumed").iterdir()}
+    other = "anil" if method == "maml" else "maml"
+    with pytest.raises(ResumeMismatch, match=f"--method: '{method}' then, '{other}' now") as error:
+        main([*args, "--method", other, "--iterations", "8", "--out", str(tmp_path / "resumed")])
+    assert "--allow-changes" in str(error.value)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "resumed").iterdir()} == files  # untouched
+
+
+def test_another_learner_s_checkpoint_is_refused_in_one_line_even_with_allow_changes(tmp_path, monkeypatch,
+                                                                                    capsys):
+    out = tmp_path / "run"
+    main([*ARGS, "--method", "metasgd", "--iterations", "2", "--out", str(out)])
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    for extra, message in ((["--allow-changes"], "cannot be resumed by MAML"),
+                           ([], "--method: 'metasgd' then, 'maml' now")):
+        monkeypatch.setattr(sys, "argv", [PROG, *ARGS, "--method", "maml", *extra, "--out", str(out)])
+        with pytest.raises(SystemExit) as exit_info:
+            run()
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1 and err.startswith(f"{PROG}: error: ") and message in err, err
+        assert "Traceback" not in err
+        if extra:
+            assert "MetaSGD state" in err and "load it with MetaSGD" in err  # says whose checkpoint it is
+        # Nothing changed, config.json included: it still says which learner the checkpoint is.
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+    main([*ARGS, "--method", "metasgd", "--iterations", "4", "--out", str(out)])  # its own method resumes
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 4
 
 
 def test_protonet_runs_on_omniglot_only(tmp_path, capsys):

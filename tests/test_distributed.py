@@ -92,6 +92,99 @@ def test_two_processes_end_where_one_process_with_the_same_shards_does(two_proce
     assert max((two[k] - other[k]).abs().max().item() for k in two) > 100 * largest_gap
 
 
+# -- every learner of the family ---------------------------------------------------------------------
+
+FAMILY = ("anil", "metasgd", "reptile", "protonet")  # MAML: the tests above
+# ProtoNet classifies: a tiny Omniglot run (the small archive, 3-way 1-shot) instead of sinusoids.
+OMNIGLOT_ARGS = ["--dataset", "omniglot", "--omniglot-sets", "background_small1", "--ways", "3", "--shots", "1",
+                 "--queries", "2", "--meta-batch", "4", "--iterations", "10", "--checkpoint-every", "5",
+                 "--meta-lr", "0.01", "--seed", str(SEED), "--no-progress"]
+# Each torchrun job costs seconds of start-up, so one job trains the whole family: a script that
+# joins the process group once and calls the command's main() once per learner.
+FAMILY_SCRIPT = """\
+import json, sys
+from mtlcode import distributed
+from mtlcode.__main__ import main
+distributed.init("cpu")
+leave, distributed.cleanup = distributed.cleanup, lambda: None  # main() leaves the group after each run
+try:
+    for argv in json.loads(open(sys.argv[1]).read()):
+        main(argv)
+finally:
+    leave()
+"""
+
+
+def family_args(method: str) -> list[str]:
+    return [*(OMNIGLOT_ARGS if method == "protonet" else ARGS), "--method", method]
+
+
+def _flat(state: dict, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A learner's state as ``{"a.b": tensor}`` (Meta-SGD's nests the model and the step sizes)."""
+    flat = {}
+    for key, value in state.items():
+        flat.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return flat
+
+
+@pytest.fixture(scope="module")
+def family_two_processes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``out/<method>``: a 2-process run of every learner of FAMILY (ProtoNet only with Omniglot)."""
+    from conftest import OMNIGLOT_DIR
+
+    base = tmp_path_factory.mktemp("family")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    methods = list(FAMILY)
+    if (OMNIGLOT_DIR / "images_background_small1.zip").is_file():
+        env["MTLCODE_DATA"] = str(OMNIGLOT_DIR)
+    else:
+        methods.remove("protonet")
+    (base / "runs.json").write_text(json.dumps([[*family_args(m), "--out", str(base / m)] for m in methods]))
+    (base / "family.py").write_text(FAMILY_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(base / "family.py"), str(base / "runs.json")]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout}\n{done.stderr}"
+    return base
+
+
+def initial_state(method: str) -> dict[str, torch.Tensor]:
+    """The learner the command builds for ``method`` before its first step."""
+    from mtlcode.__main__ import _check_arguments, _learner_and_tasks, _parser
+
+    args = _parser().parse_args([*family_args(method), "--out", "unused"])
+    _check_arguments(args)
+    seed_everything(SEED)  # what main() does before building the model
+    return _flat(_learner_and_tasks(args, 2)[0].state_dict())
+
+
+@pytest.mark.parametrize("method", FAMILY)
+def test_every_learner_on_two_processes_ends_where_one_process_with_the_same_shards_does(
+        family_two_processes, tmp_path, request, method):
+    if method == "protonet":
+        request.getfixturevalue("omniglot_dir")  # skips without the archives
+    config = json.loads((family_two_processes / method / "config.json").read_text())
+    assert (config["method"], config["world_size"], config["shards"], config["backend"]) == (method, 2, 2, "gloo")
+    main([*family_args(method), "--shards", "2", "--out", str(tmp_path)])  # one process, both shards
+    two_state = load_checkpoint(family_two_processes / method / "checkpoint.pt")
+    one_state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert two_state["step"] == one_state["step"] == (10 if method == "protonet" else 20)
+    two, one, start = _flat(two_state["model"]), _flat(one_state["model"]), initial_state(method)
+    assert two.keys() == one.keys() == start.keys()
+    for k in two:
+        torch.testing.assert_close(two[k], one[k], rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{method} {k}: {m}")
+    moved = max((two[k] - start[k]).abs().max().item() for k in two)
+    assert moved > 1e-2, (method, moved)  # the same end point, far from the start
+    if method == "metasgd":  # the learned step sizes are meta-parameters too: all-reduced like the weights
+        steps = [k for k in two if k.startswith("step_sizes.")]
+        assert 2 * len(steps) == len(two)
+        assert max((two[k] - start[k]).abs().max().item() for k in steps) > 1e-3, "the step sizes did not train"
+    torch.testing.assert_close(torch.tensor(two_state["history"]["loss"]), torch.tensor(one_state["history"]["loss"]))
+    assert len(two_state["generators"]) == 2  # both ranks' generators, in rank 0's file
+    assert all(torch.equal(a, b) for a, b in zip(two_state["generators"], one_state["generators"]))
+
+
 def _children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (Linux: read from /proc)."""
     found = []

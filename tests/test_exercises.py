@@ -63,6 +63,12 @@ def assert_fails(check: Callable, fn: Callable, case: str, hint: str, capsys: py
     assert hint in printed, printed
 
 
+def case_names(check: Callable, name: str, capsys: pytest.CaptureFixture) -> list[str]:
+    """The cases of ``check``, in order, as it prints them when the reference solution passes."""
+    check(reference(name))
+    return [line[len("    ✓ "):] for line in capsys.readouterr().out.splitlines() if line.startswith("    ✓ ")]
+
+
 CHECKS = [
     (exercises.check_task_mse, "task_mse"),
     (exercises.check_nway_kshot, "sample_task"),
@@ -72,6 +78,10 @@ CHECKS = [
     (exercises.check_finetune_head, "finetune_head"),
     (exercises.check_discounted_returns, "returns_to_go"),
     (exercises.check_batched_inner_step, "batched_inner_step"),
+    (exercises.check_prototype_logits, "prototype_logits"),
+    (exercises.check_reptile_update, "reptile_gradient"),
+    (exercises.check_anil_inner_loop, "anil_adapt"),
+    (exercises.check_metasgd_step, "metasgd_step"),
 ]
 
 
@@ -92,6 +102,21 @@ def test_unwritten_exercise_raises_not_implemented(check, name):
 
     with pytest.raises(NotImplementedError, match="not written yet"):
         check(stub)
+
+
+@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
+def test_an_answer_memorised_from_one_case_fails(check, name, capsys):
+    """The cases differ (seeds, shapes, step sizes): repeating the first right answer is no solution."""
+    right, memory = reference(name), []
+
+    def memorised(*args):
+        if not memory:
+            memory.append(right(*args))
+        return memory[0]
+
+    with pytest.raises(AssertionError):
+        check(memorised)
+    assert "failed" in capsys.readouterr().out
 
 
 def test_an_error_in_the_students_function_becomes_feedback(capsys):
@@ -235,3 +260,113 @@ def test_batched_inner_step_mistakes(capsys):
                             "step = one_task(support_x.flatten(0, 1), support_y.flatten(0, 1))\n"
                             "    return {n: p.expand(len(support_x), *p.shape) for n, p in step.items()}"))
     assert_fails(check, pooled, "5 tasks", "pooled", capsys)
+
+
+def test_prototype_logits_mistakes(capsys):
+    check, name = exercises.check_prototype_logits, "prototype_logits"
+    first_case = case_names(check, name, capsys)[0]
+    logits = "query @ weights.T + biases - (query**2).sum(-1, keepdim=True)"
+    assert_fails(check, mutated(name, (logits, f"-(-({logits})).clamp(min=0).sqrt()")), first_case,
+                 "plain distance", capsys)
+    assert_fails(check, mutated(name, (logits, f"-({logits})")), first_case, "sign is flipped", capsys)
+    assert_fails(check, mutated(name, ("(one_hot.T @ support) / one_hot.sum(0)[:, None]", "one_hot.T @ support")),
+                 first_case, "divide by the number of shots", capsys)
+    assert_fails(check, mutated(name, (logits, f"({logits}).T")), first_case, "one row per query", capsys)
+
+    def first_example(support, support_y, query):
+        centres = torch.stack([support[support_y == k][0] for k in range(int(support_y.max()) + 1)])
+        return -((query[:, None] - centres[None]) ** 2).sum(-1)
+
+    assert_fails(check, first_example, first_case, "one support example", capsys)
+
+
+def test_reptile_gradient_mistakes(capsys):
+    check, name = exercises.check_reptile_update, "reptile_gradient"
+    first_case = case_names(check, name, capsys)[0]
+    support_only = mutated(name, ("torch.cat([task.support_x, task.query_x])", "task.support_x"),
+                           ("torch.cat([task.support_y, task.query_y])", "task.support_y"))
+    assert_fails(check, support_only, first_case, "support set only", capsys)
+    direction = "p - mean_phi[name]"
+    assert_fails(check, mutated(name, (direction, "(p - torch.stack([phi[name] for phi in phis])).sum(0)")),
+                 first_case, "sum over the tasks", capsys)
+    assert_fails(check, mutated(name, ("for phi in phis]).mean(0)", "for phi in phis]).sum(0)")), first_case,
+                 "the sum of the phi_i", capsys)
+    assert_fails(check, mutated(name, (direction, "mean_phi[name] - p")),
+                 first_case, "sign is flipped", capsys)
+    one_phi = mutated(name, ("        phi = theta  # every task starts from theta\n", ""),
+                      ("    phis = []\n", "    phis = []\n    phi = theta\n"))
+    assert_fails(check, one_phi, first_case, "start every task from theta", capsys)
+    assert_fails(check, mutated(name, ("range(inner_steps)", "range(1)")), first_case, "take `inner_steps` steps",
+                 capsys)
+    two_losses = mutated(name, ("g = grad(loss)(phi, x, y)",
+                                "g = grad(lambda q: loss(q, task.support_x, task.support_y)"
+                                " + loss(q, task.query_x, task.query_y))(phi)"))
+    assert_fails(check, two_losses, first_case, "sum of two losses", capsys)
+
+    right = reference(name)
+
+    def with_a_step(model, batch, inner_lr, inner_steps):
+        direction = right(model, batch, inner_lr, inner_steps)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p -= direction[n]
+        return direction
+
+    assert_fails(check, with_a_step, f"{first_case}: theta is left unchanged", "do not change", capsys)
+
+
+def test_anil_adapt_mistakes(capsys):
+    check, name = exercises.check_anil_inner_loop, "anil_adapt"
+    first_case, first_gradient, second_case, _ = case_names(check, name, capsys)
+    assert first_gradient == f"{first_case}: meta-gradient through the steps"
+    # MAML's inner loop (exercise 2) has the same contract, but adapts the body too.
+    assert_fails(check, reference("inner_loop"), first_case, "that is MAML's inner loop", capsys)
+    assert_fails(check, mutated(name, (", create_graph=True", "")), first_gradient,
+                 "first-order meta-gradient", capsys)
+    assert_fails(check, mutated(name, ("range(steps)", "range(1)")), first_case, "repeat the update", capsys)
+    assert_fails(check, mutated(name, ("functional_call(model.body, body, (support_x,))", "model.body(support_x)")),
+                 second_case, "model's own parameters", capsys)
+    assert_fails(check, mutated(name, ("functional_call(model.body, body, (support_x,))",
+                                       "functional_call(model.body, body, (support_x,)).detach()")),
+                 first_gradient, "do not detach the body's features", capsys)
+
+    def in_place(model, params, support_x, support_y, alpha, steps):
+        head = [n for n in params if n.startswith("head.")]
+        for _ in range(steps):
+            loss = F.mse_loss(functional_call(model, params, (support_x,)), support_y)
+            grads = torch.autograd.grad(loss, [params[n] for n in head])
+            with torch.no_grad():
+                for n, g in zip(head, grads):
+                    params[n] -= alpha * g
+        return params
+
+    assert_fails(check, in_place, f"{first_case}: params is left unchanged", "in place", capsys)
+
+
+def test_metasgd_step_mistakes(capsys):
+    check, name = exercises.check_metasgd_step, "metasgd_step"
+    first_case, first_gradient, second_case, _ = case_names(check, name, capsys)
+    assert first_gradient == f"{first_case}: meta-gradient of params and step sizes"
+    update = "params[name] - step_sizes[name] * g"
+    assert_fails(check, mutated(name, (update, "params[name] - step_sizes[name].mean() * g")), first_case,
+                 "the same step size", capsys)
+    overall = mutated(name, (update, "params[name] - torch.cat([s.flatten() for s in step_sizes.values()]).mean() * g"))
+    assert_fails(check, overall, first_case, "one scalar step size", capsys)
+    assert_fails(check, mutated(name, (update, "params[name] + step_sizes[name] * g")), first_case, "uphill", capsys)
+    assert_fails(check, mutated(name, (", create_graph=True", "")),
+                 first_gradient, "second-order term", capsys)
+    assert_fails(check, mutated(name, (update, "params[name] - step_sizes[name].detach() * g")),
+                 first_gradient, "no gradient reaches the step sizes", capsys)
+    at_theta = mutated(name, ("functional_call(model, params, (support_x,))", "model(support_x)"),
+                       ("list(params.values())", "list(model.parameters())"))
+    assert_fails(check, at_theta, second_case, "taken at the model's own parameters", capsys)
+
+    def in_place(model, params, step_sizes, support_x, support_y):
+        loss = F.mse_loss(functional_call(model, params, (support_x,)), support_y)
+        grads = torch.autograd.grad(loss, list(params.values()))
+        with torch.no_grad():
+            for (n, p), g in zip(params.items(), grads):
+                p -= step_sizes[n] * g
+        return params
+
+    assert_fails(check, in_place, f"{first_case}: params is left unchanged", "in place", capsys)

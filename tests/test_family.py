@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from mtlcode import ANIL, MAML, Learner, MetaSGD, ProtoNet, Reptile, evaluate, meta_train
-from mtlcode.checkpoints import load_checkpoint
+from mtlcode.checkpoints import CheckpointError, load_checkpoint
 from mtlcode.models import MLP
 from mtlcode.protonet import prototype_logits, prototypes
 from mtlcode.tasks import Sinusoid, TaskBatch
@@ -215,3 +215,71 @@ def test_protonet_trains_in_meta_train():
 
     history = meta_train(learner, sample, 30, meta_lr=1e-2, progress=False)
     assert history["metric"][-1] > 0.9 and history["loss"][-1] < history["loss"][0]
+
+
+# -- checkpoints: every learner's state loads back, and only into its own kind --------------------
+
+def _learner(name: str, seed: int) -> tuple[Learner, object]:
+    """A small learner of kind ``name`` (initialised from ``seed``) and its task source."""
+    torch.manual_seed(seed)
+    if name == "protonet":
+        return ProtoNet(MLP([5, 8, 4]).double()), lambda g: classification(tasks=2)
+    model = MLP([1, 8, 1])
+    learner = {"maml": lambda: MAML(model, 0.01, loss=F.mse_loss),
+               "anil": lambda: ANIL(model, 0.05, loss=F.mse_loss),
+               "metasgd": lambda: MetaSGD(model, 0.01, loss=F.mse_loss),
+               "reptile": lambda: Reptile(model, 0.01, inner_steps=2, loss=F.mse_loss)}[name]()
+    return learner, lambda g: Sinusoid().sample(4, 5, 5, generator=g)
+
+
+def _flat(state: dict, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A learner's (possibly nested, as Meta-SGD's) state as ``{"a.b": tensor}``."""
+    flat = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+@pytest.mark.parametrize("name", ["maml", "anil", "metasgd", "reptile", "protonet"])
+def test_every_learner_checkpoint_loads_weights_only_into_a_fresh_learner_of_its_kind(tmp_path, name):
+    learner, sample = _learner(name, seed=0)
+    meta_train(learner, sample, 3, meta_lr=1e-2, progress=False, checkpoint=tmp_path / "run.pt")
+    state = torch.load(tmp_path / "run.pt", map_location="cpu", weights_only=True)  # tensors only, no code
+    saved, trained = _flat(state["model"]), _flat(learner.state_dict())
+    assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in saved)
+    if name == "metasgd":
+        assert {k.split(".")[0] for k in saved} == {"model", "step_sizes"}
+
+    fresh, _ = _learner(name, seed=1)
+    assert any(not torch.equal(v, saved[k]) for k, v in _flat(fresh.state_dict()).items())  # not a no-op
+    fresh.load_state_dict(state["model"])
+    loaded = _flat(fresh.state_dict())
+    assert loaded.keys() == saved.keys() and all(torch.equal(loaded[k], saved[k]) for k in saved), name
+    batch = sample(torch.Generator().manual_seed(5))
+    for a, b in zip(fresh.evaluate_batch(batch), learner.evaluate_batch(batch)):
+        assert torch.equal(a, b), name  # the loaded learner adapts and predicts as the trained one
+
+
+def test_a_metasgd_checkpoint_does_not_load_into_maml_nor_the_reverse(tmp_path):
+    for name in ("maml", "metasgd"):
+        learner, sample = _learner(name, seed=0)
+        meta_train(learner, sample, 1, progress=False, checkpoint=tmp_path / f"{name}.pt")
+    maml_state = load_checkpoint(tmp_path / "maml.pt")["model"]
+    metasgd_state = load_checkpoint(tmp_path / "metasgd.pt")["model"]
+
+    maml, _ = _learner("maml", seed=1)
+    before = _flat(maml.state_dict())
+    with pytest.raises(ValueError, match="MetaSGD state.*cannot be loaded into MAML.*load it with MetaSGD"):
+        maml.load_state_dict(metasgd_state)
+    assert all(torch.equal(v, before[k]) for k, v in _flat(maml.state_dict()).items())  # nothing half-loaded
+    metasgd, _ = _learner("metasgd", seed=1)
+    with pytest.raises(ValueError, match="not a MetaSGD state.*written by another learner"):
+        metasgd.load_state_dict(maml_state)
+    # The same refusal when meta_train resumes a checkpoint written by the other learner.
+    with pytest.raises(CheckpointError, match="cannot be resumed by MAML.*MetaSGD state"):
+        meta_train(maml, sample, 2, progress=False, checkpoint=tmp_path / "metasgd.pt")
+    with pytest.raises(CheckpointError, match="cannot be resumed by MetaSGD.*not a MetaSGD state"):
+        meta_train(metasgd, sample, 2, progress=False, checkpoint=tmp_path / "maml.pt")

@@ -77,3 +77,11 @@ def test_import_mtlcode_loads_only_the_core():
 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_every_subpackage_is_listed_for_the_wheel():
+    # pyproject lists its packages by hand (for the results mapping): a new subpackage left out
+    # would be missing from `pip install` (Colab) while the clone still works.
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "mtlcode").rglob("__init__.py")}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"

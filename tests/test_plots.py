@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -39,3 +40,14 @@ def test_task_grid_has_a_row_per_class():
     batch = NWayKShot(data, ways=3, shots=2, queries=2).sample(1)
     fig = plots.task_grid(batch, queries=2)
     assert len(fig.axes) == 3 * 4
+
+
+def test_family_spectrum_places_every_method_once():
+    fig = plots.family_spectrum()
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    for name in plots.FAMILY_SPECTRUM:
+        assert texts.count(name) == 1, (name, texts)
+    # Methods sharing a cell are drawn side by side, not on top of each other.
+    positions = {t.get_text(): t.xy for t in fig.axes[0].texts if t.get_text() in plots.FAMILY_SPECTRUM}
+    assert positions["MAML"] != positions["Meta-SGD"]
+    plt.close(fig)

@@ -165,7 +165,8 @@ def test_grade_tells_passed_from_not_done_and_failed(student_dir, tmp_path):
     solutions[1]["source"] = "def inner_loop(model, params, support_x, support_y, alpha, steps):\n    return 1 / 0\n"
     handed_in = tmp_path / "03_algorithms.ipynb"
     handed_in.write_text(json.dumps(nb))
-    wrong, crashed = grade(handed_in)
+    wrong, crashed, *rest = grade(handed_in)
+    assert rest and [g.status for g in rest] == ["not done"] * len(rest), rest
     assert wrong.status == "failed" and "case 'four tasks' failed" in wrong.feedback and "sum" in wrong.feedback
     assert crashed.status == "failed" and "ZeroDivisionError" in crashed.feedback
     assert student_edition.main(["--grade", str(handed_in)]) == 1

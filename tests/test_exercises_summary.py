@@ -1,0 +1,183 @@
+"""The checks of chapter 8 (summary): the book's solutions pass, the typical mistakes are named.
+
+As in ``test_exercises.py``, the reference solutions are read from the book's ``solution``
+cells, and most wrong answers are that code with one slip put in (a string replacement).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtlcode import Evaluation, evaluate, exercises
+from mtlcode.evaluation import ci95_half_width
+from mtlcode.protonet import prototype_logits, prototypes
+from mtlcode.tasks import TaskBatch
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+CHECKS = [(exercises.check_prototype_linear_layer, "prototype_linear_layer"),
+          (exercises.check_paired_difference, "paired_difference")]
+
+
+def solution_source(name: str) -> str:
+    for cell in json.loads((BOOK / "08_summary.ipynb").read_text())["cells"]:
+        source = "".join(cell["source"])
+        if "solution" in cell["metadata"].get("tags", []) and re.search(rf"^def {name}\(", source, re.M):
+            return source
+    raise LookupError(f"no solution cell of 08_summary defines {name}")
+
+
+def define(source: str, name: str) -> Callable:
+    namespace: dict = {}
+    exec(source, namespace)
+    return namespace[name]
+
+
+def reference(name: str) -> Callable:
+    return define(solution_source(name), name)
+
+
+def mutated(name: str, *replacements: tuple[str, str]) -> Callable:
+    source = solution_source(name)
+    for old, new in replacements:
+        assert old in source, f"{old!r} is not in the solution of {name}: update this test"
+        source = source.replace(old, new)
+    return define(source, name)
+
+
+def first_case(check: Callable, name: str, capsys: pytest.CaptureFixture) -> str:
+    check(reference(name))
+    return next(line[len("    ✓ "):] for line in capsys.readouterr().out.splitlines() if line.startswith("    ✓ "))
+
+
+def assert_fails(check: Callable, fn: Callable, case: str, hint: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(AssertionError) as error:
+        check(fn)
+    printed = capsys.readouterr().out
+    assert f"case '{case}' failed" in printed, printed
+    assert f"case '{case}'" in str(error.value)
+    assert "expected:" in printed and "got:" in printed and "hint:" in printed
+    assert hint in printed, printed
+
+
+@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
+def test_reference_solution_passes_and_rng_is_left_alone(check, name, capsys):
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    check(reference(name))
+    assert torch.equal(torch.rand(3), expected_next), "a check changed the caller's random numbers"
+    assert "all 3 cases passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
+def test_unwritten_exercise_raises_not_implemented(check, name):
+    def stub(*args):
+        raise NotImplementedError("Exercise: not written yet")
+
+    with pytest.raises(NotImplementedError, match="not written yet"):
+        check(stub)
+
+
+@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
+def test_an_answer_memorised_from_one_case_fails(check, name, capsys):
+    right, memory = reference(name), []
+
+    def memorised(*args):
+        if not memory:
+            memory.append(right(*args))
+        return memory[0]
+
+    with pytest.raises(AssertionError):
+        check(memorised)
+    assert "failed" in capsys.readouterr().out
+
+
+def test_the_linear_layer_gives_the_protonet_logits_up_to_one_number_per_query():
+    g = torch.Generator().manual_seed(0)
+    support = torch.randn(9, 4, generator=g, dtype=torch.float64)
+    labels = torch.tensor([2, 0, 1, 1, 0, 2, 2, 1, 0])
+    query = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    weight, bias = reference("prototype_linear_layer")(support, labels)
+    logits = prototype_logits(query, prototypes(support, labels, 3))
+    torch.testing.assert_close(query @ weight.T + bias - (query**2).sum(-1, keepdim=True), logits)
+
+
+def test_prototype_linear_layer_mistakes(capsys):
+    check, name = exercises.check_prototype_linear_layer, "prototype_linear_layer"
+    case = first_case(check, name, capsys)
+    result = "return 2 * centres, -(centres**2).sum(-1)"
+    assert_fails(check, mutated(name, (result, "return centres, -(centres**2).sum(-1)")), case,
+                 "the weights are c_k", capsys)
+    assert_fails(check, mutated(name, (result, "return centres, -(centres**2).sum(-1) / 2")), case,
+                 "half of the layer", capsys)
+    assert_fails(check, mutated(name, (result, "return 2 * centres, (centres**2).sum(-1)")), case,
+                 "wrong sign", capsys)
+    assert_fails(check, mutated(name, (result, "return 2 * centres, -centres.norm(dim=-1)")), case,
+                 "minus its *square*", capsys)
+    assert_fails(check, mutated(name, (result, "return 2 * centres, torch.zeros(len(centres))")), case,
+                 "the bias is missing", capsys)
+    assert_fails(check, mutated(name, (result, "return 2 * centres.T, -(centres**2).sum(-1)")), case,
+                 "one row per class", capsys)
+    assert_fails(check, mutated(name, ("support[support_y == k].mean(0)", "support[support_y == k].sum(0)")),
+                 case, "divide by the number of shots", capsys)
+    assert_fails(check, mutated(name, ("support[support_y == k].mean(0)", "support[support_y == k][0]")),
+                 case, "one support example", capsys)
+    assert_fails(check, mutated(name, (result, "return 2 * centres")), case, "a pair (weight, bias)", capsys)
+
+
+def test_paired_difference_agrees_with_mtlcode_evaluate_on_one_method():
+    """The check's interval is the one mtlcode.evaluate reports, applied to the differences."""
+    scores = torch.rand(30, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ours = reference("paired_difference")(scores, torch.zeros_like(scores))
+    result: Evaluation = evaluate(lambda sx, sy, qx: qx, _tasks_with_scores(scores))
+    assert ours[0] == pytest.approx(result.mean, rel=1e-9) and ours[1] == pytest.approx(result.ci95, rel=1e-9)
+
+
+def _tasks_with_scores(scores: torch.Tensor) -> TaskBatch:
+    """Regression tasks on which predicting the query inputs (zeros) scores exactly ``scores`` (MSE)."""
+    n = len(scores)
+    zeros = torch.zeros(n, 1, 1, dtype=torch.float64)
+    return TaskBatch(zeros, zeros, zeros, scores.sqrt().reshape(n, 1, 1))  # (0 - sqrt(s))^2 = s
+
+
+def test_paired_difference_mistakes(capsys):
+    check, name = exercises.check_paired_difference, "paired_difference"
+    case = first_case(check, name, capsys)
+    half = "ci95_half_width(differences)"
+
+    def by_hand(quantile: str, spread: str, divisor: str) -> Callable:
+        formula = f"{quantile} * {spread} / {divisor}"
+        return mutated(name, (half, formula), ("from mtlcode.evaluation import ci95_half_width",
+                                               "import math\nfrom mtlcode.evaluation import t_quantile"))
+
+    n = "len(differences)"
+    t, s, root = f"t_quantile(0.975, {n} - 1)", "differences.std().item()", f"math.sqrt({n})"
+    assert_fails(check, by_hand("1.96", s, root), case, "normal quantile", capsys)
+    assert_fails(check, by_hand(f"t_quantile(0.975, {n})", s, root), case, "degrees of freedom", capsys)
+    assert_fails(check, by_hand(f"t_quantile(0.95, {n} - 1)", s, root), case, "two-sided", capsys)
+    assert_fails(check, by_hand(t, "differences.std(correction=0).item()", root), case, "divides by n", capsys)
+    assert_fails(check, by_hand("1", s, root), case, "standard error", capsys)
+    assert_fails(check, by_hand(t, s, n), case, "sqrt(n), not by n", capsys)
+    assert_fails(check, by_hand(t, s, "1"), case, "spread of single tasks", capsys)
+    assert by_hand(t, s, root)(torch.ones(3).double(), torch.tensor([0.0, 1, 2]).double())[1] == pytest.approx(
+        ci95_half_width(torch.tensor([1.0, 0, -1])))  # the formula by hand is right
+    assert_fails(check, mutated(name, ("differences = scores_a - scores_b", "differences = scores_b - scores_a")),
+                 case, "wrong way round", capsys)
+
+    def unpaired(scores_a, scores_b):
+        return (scores_a.mean() - scores_b.mean()).item(), math.hypot(ci95_half_width(scores_a),
+                                                                      ci95_half_width(scores_b))
+
+    assert_fails(check, unpaired, case, "as independent", capsys)
+
+    def added(scores_a, scores_b):
+        return (scores_a - scores_b).mean().item(), ci95_half_width(scores_a) + ci95_half_width(scores_b)
+
+    assert_fails(check, added, case, "adds the two methods' own intervals", capsys)
