@@ -7,82 +7,17 @@ replacement), so each test isolates exactly the slip it names.
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
+from exercise_support import assert_fails, book_checks, case_names, mutated, reference
 from torch.func import functional_call
 
 from mtlcode import exercises
 from mtlcode.tasks import NWayKShot
 
-BOOK = Path(__file__).resolve().parents[1] / "book"
-
-
-def solution_source(name: str) -> str:
-    """The source of the book's solution cell that defines function ``name``."""
-    for path in sorted(BOOK.glob("[0-9][0-9]_*.ipynb")):
-        for cell in json.loads(path.read_text())["cells"]:
-            source = "".join(cell["source"])
-            if "solution" in cell["metadata"].get("tags", []) and re.search(rf"^def {name}\(", source, re.M):
-                return source
-    raise LookupError(f"no solution cell defines {name}")
-
-
-def define(source: str, name: str) -> Callable:
-    namespace: dict = {}
-    exec(source, namespace)
-    return namespace[name]
-
-
-def reference(name: str) -> Callable:
-    return define(solution_source(name), name)
-
-
-def mutated(name: str, *replacements: tuple[str, str]) -> Callable:
-    """The reference solution of ``name`` with each ``old`` text replaced by ``new``."""
-    source = solution_source(name)
-    for old, new in replacements:
-        assert old in source, f"{old!r} is not in the solution of {name}: update this test"
-        source = source.replace(old, new)
-    return define(source, name)
-
-
-def assert_fails(check: Callable, fn: Callable, case: str, hint: str, capsys: pytest.CaptureFixture) -> None:
-    """``check(fn)`` raises AssertionError, and its feedback names ``case`` and contains ``hint``."""
-    with pytest.raises(AssertionError) as error:
-        check(fn)
-    printed = capsys.readouterr().out
-    assert f"case '{case}' failed" in printed, printed
-    assert f"case '{case}'" in str(error.value)
-    assert "expected:" in printed and "got:" in printed and "hint:" in printed
-    assert hint in printed, printed
-
-
-def case_names(check: Callable, name: str, capsys: pytest.CaptureFixture) -> list[str]:
-    """The cases of ``check``, in order, as it prints them when the reference solution passes."""
-    check(reference(name))
-    return [line[len("    ✓ "):] for line in capsys.readouterr().out.splitlines() if line.startswith("    ✓ ")]
-
-
-CHECKS = [
-    (exercises.check_task_mse, "task_mse"),
-    (exercises.check_nway_kshot, "sample_task"),
-    (exercises.check_inner_loop, "inner_loop"),
-    (exercises.check_first_order_meta_gradient, "fomaml_gradient"),
-    (exercises.check_meta_gradient, "meta_gradient"),
-    (exercises.check_finetune_head, "finetune_head"),
-    (exercises.check_discounted_returns, "returns_to_go"),
-    (exercises.check_batched_inner_step, "batched_inner_step"),
-    (exercises.check_prototype_logits, "prototype_logits"),
-    (exercises.check_reptile_update, "reptile_gradient"),
-    (exercises.check_anil_inner_loop, "anil_adapt"),
-    (exercises.check_metasgd_step, "metasgd_step"),
-]
+# Every checked exercise of the book, found in the chapters: a new one is tested here at once.
+CHECKS = book_checks()
 
 
 @pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
@@ -117,6 +52,12 @@ def test_an_answer_memorised_from_one_case_fails(check, name, capsys):
     with pytest.raises(AssertionError):
         check(memorised)
     assert "failed" in capsys.readouterr().out
+
+
+def test_every_check_of_the_package_has_an_exercise_in_the_book():
+    used = {check.__name__ for check, _ in CHECKS}
+    assert len(CHECKS) == len(used) >= 20, CHECKS
+    assert used == set(exercises.__all__), set(exercises.__all__) ^ used
 
 
 def test_an_error_in_the_students_function_becomes_feedback(capsys):

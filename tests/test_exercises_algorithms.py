@@ -8,7 +8,7 @@ fixed number, the chapter's ``ALPHA = 0.01`` or the ``0.05`` these checks used t
 from __future__ import annotations
 
 import pytest
-from test_exercises import assert_fails, mutated, reference
+from exercise_support import assert_fails, mutated, reference
 
 from mtlcode import exercises
 

@@ -6,87 +6,11 @@ the code tested here; most wrong answers are that code with one slip put in.
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 import torch
+from exercise_support import assert_fails, case_names, define, mutated, solution_source
 
 from mtlcode import exercises
-
-CHAPTER = Path(__file__).resolve().parents[1] / "book" / "06_applications.ipynb"
-CHECKS = [(exercises.check_discounted_returns, "returns_to_go"),
-          (exercises.check_policy_gradients, "policy_gradients")]
-
-
-def solution_source(name: str) -> str:
-    for cell in json.loads(CHAPTER.read_text())["cells"]:
-        source = "".join(cell["source"])
-        if "solution" in cell["metadata"].get("tags", []) and re.search(rf"^def {name}\(", source, re.M):
-            return source
-    raise LookupError(f"no solution cell of {CHAPTER.name} defines {name}")
-
-
-def define(source: str, name: str) -> Callable:
-    namespace: dict = {}
-    exec(source, namespace)
-    return namespace[name]
-
-
-def mutated(name: str, *replacements: tuple[str, str]) -> Callable:
-    source = solution_source(name)
-    for old, new in replacements:
-        assert old in source, f"{old!r} is not in the solution of {name}: update this test"
-        source = source.replace(old, new)
-    return define(source, name)
-
-
-def case_names(check: Callable, name: str, capsys: pytest.CaptureFixture) -> list[str]:
-    check(define(solution_source(name), name))
-    return [line[len("    ✓ "):] for line in capsys.readouterr().out.splitlines() if line.startswith("    ✓ ")]
-
-
-def assert_fails(check: Callable, fn: Callable, case: str, hint: str, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(AssertionError) as error:
-        check(fn)
-    printed = capsys.readouterr().out
-    assert f"case '{case}' failed" in printed and f"case '{case}'" in str(error.value), printed
-    assert "expected:" in printed and "got:" in printed and hint in printed, printed
-
-
-@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
-def test_reference_solution_passes_and_leaves_the_random_numbers_alone(check, name, capsys):
-    torch.manual_seed(123)
-    expected_next = torch.rand(3)
-    torch.manual_seed(123)
-    check(define(solution_source(name), name))
-    assert torch.equal(torch.rand(3), expected_next), "a check changed the caller's random numbers"
-    assert "cases passed" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
-def test_an_unwritten_exercise_is_let_through(check, name):
-    def stub(*args):
-        raise NotImplementedError("Exercise: not written yet")
-
-    with pytest.raises(NotImplementedError, match="not written yet"):
-        check(stub)
-
-
-@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
-def test_an_answer_memorised_from_one_case_fails(check, name, capsys):
-    right, memory = define(solution_source(name), name), []
-
-    def memorised(*args):
-        if not memory:
-            memory.append(right(*args))
-        return memory[0]
-
-    with pytest.raises(AssertionError):
-        check(memorised)
-    assert "failed" in capsys.readouterr().out
 
 
 def test_returns_to_go_with_a_hard_coded_discount_fails(capsys):

@@ -1,5 +1,6 @@
-"""The checks of chapter 1 (mtlcode/exercises/background.py): the book's solutions pass, typical
-mistakes fail with a hint that names them, and an answer memorised from one case fails.
+"""The checks of chapter 1 (mtlcode/exercises/background.py): typical mistakes fail with a hint
+that names them. What every check must do (pass the book's solution, let an unwritten exercise
+through, fail a memorised answer) is tested for all of them in ``test_exercises.py``.
 
 The reference solutions are read from the chapter's ``solution`` cells, so the code readers see is
 the code tested here; most wrong answers are that code with one slip put in.
@@ -7,96 +8,14 @@ the code tested here; most wrong answers are that code with one slip put in.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from exercise_support import assert_fails, case_names, mutated
 
 from mtlcode import exercises
-
-CHAPTER = Path(__file__).resolve().parents[1] / "book" / "01_background.ipynb"
-CHECKS = [(exercises.check_task_mse, "task_mse"), (exercises.check_gradient_descent, "gradient_descent")]
-
-
-def solution_source(name: str) -> str:
-    for cell in json.loads(CHAPTER.read_text())["cells"]:
-        source = "".join(cell["source"])
-        if "solution" in cell["metadata"].get("tags", []) and re.search(rf"^def {name}\(", source, re.M):
-            return source
-    raise LookupError(f"no solution cell of {CHAPTER.name} defines {name}")
-
-
-def define(source: str, name: str) -> Callable:
-    namespace: dict = {}
-    exec(source, namespace)
-    return namespace[name]
-
-
-def reference(name: str) -> Callable:
-    return define(solution_source(name), name)
-
-
-def mutated(name: str, *replacements: tuple[str, str]) -> Callable:
-    """The book's solution of ``name`` with each ``old`` text replaced by ``new``."""
-    source = solution_source(name)
-    for old, new in replacements:
-        assert old in source, f"{old!r} is not in the solution of {name}: update this test"
-        source = source.replace(old, new)
-    return define(source, name)
-
-
-def case_names(check: Callable, name: str, capsys: pytest.CaptureFixture) -> list[str]:
-    check(reference(name))
-    return [line[len("    ✓ "):] for line in capsys.readouterr().out.splitlines() if line.startswith("    ✓ ")]
-
-
-def assert_fails(check: Callable, fn: Callable, case: str, hint: str, capsys: pytest.CaptureFixture) -> None:
-    """``check(fn)`` raises AssertionError, and its feedback names ``case`` and contains ``hint``."""
-    with pytest.raises(AssertionError) as error:
-        check(fn)
-    printed = capsys.readouterr().out
-    assert f"case '{case}' failed" in printed, printed
-    assert f"case '{case}'" in str(error.value)
-    assert "expected:" in printed and "got:" in printed and "hint:" in printed
-    assert hint in printed, printed
-
-
-@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
-def test_the_books_solution_passes_and_leaves_the_rng_alone(check, name, capsys):
-    torch.manual_seed(123)
-    expected_next = torch.rand(3)
-    torch.manual_seed(123)
-    check(reference(name))
-    assert torch.equal(torch.rand(3), expected_next), "a check changed the caller's random numbers"
-    assert "cases passed" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
-def test_an_unwritten_exercise_raises_not_implemented(check, name):
-    def stub(*args):
-        raise NotImplementedError("Exercise: not written yet")
-
-    with pytest.raises(NotImplementedError, match="not written yet"):
-        check(stub)
-
-
-@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
-def test_an_answer_memorised_from_one_case_fails(check, name, capsys):
-    right, memory = reference(name), []
-
-    def memorised(*args):
-        if not memory:
-            memory.append(right(*args))
-        return memory[0]
-
-    with pytest.raises(AssertionError):
-        check(memorised)
-    assert "failed" in capsys.readouterr().out
-
 
 # -- task_mse --------------------------------------------------------------------------------------
 

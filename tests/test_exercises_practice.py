@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_exercises import assert_fails, case_names, mutated, reference
+from exercise_support import assert_fails, case_names, mutated, reference
 
 from mtlcode import exercises
 from mtlcode.similarity import linear_cka

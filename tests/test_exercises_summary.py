@@ -6,14 +6,13 @@ cells, and most wrong answers are that code with one slip put in (a string repla
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from exercise_support import assert_fails, first_case, mutated, reference
 
 from mtlcode import Evaluation, evaluate, exercises
 from mtlcode.evaluation import ci95_half_width
@@ -21,82 +20,6 @@ from mtlcode.protonet import prototype_logits, prototypes
 from mtlcode.tasks import TaskBatch
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
-CHECKS = [(exercises.check_prototype_linear_layer, "prototype_linear_layer"),
-          (exercises.check_paired_difference, "paired_difference")]
-
-
-def solution_source(name: str) -> str:
-    for cell in json.loads((BOOK / "08_summary.ipynb").read_text())["cells"]:
-        source = "".join(cell["source"])
-        if "solution" in cell["metadata"].get("tags", []) and re.search(rf"^def {name}\(", source, re.M):
-            return source
-    raise LookupError(f"no solution cell of 08_summary defines {name}")
-
-
-def define(source: str, name: str) -> Callable:
-    namespace: dict = {}
-    exec(source, namespace)
-    return namespace[name]
-
-
-def reference(name: str) -> Callable:
-    return define(solution_source(name), name)
-
-
-def mutated(name: str, *replacements: tuple[str, str]) -> Callable:
-    source = solution_source(name)
-    for old, new in replacements:
-        assert old in source, f"{old!r} is not in the solution of {name}: update this test"
-        source = source.replace(old, new)
-    return define(source, name)
-
-
-def first_case(check: Callable, name: str, capsys: pytest.CaptureFixture) -> str:
-    check(reference(name))
-    return next(line[len("    ✓ "):] for line in capsys.readouterr().out.splitlines() if line.startswith("    ✓ "))
-
-
-def assert_fails(check: Callable, fn: Callable, case: str, hint: str, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(AssertionError) as error:
-        check(fn)
-    printed = capsys.readouterr().out
-    assert f"case '{case}' failed" in printed, printed
-    assert f"case '{case}'" in str(error.value)
-    assert "expected:" in printed and "got:" in printed and "hint:" in printed
-    assert hint in printed, printed
-
-
-@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
-def test_reference_solution_passes_and_rng_is_left_alone(check, name, capsys):
-    torch.manual_seed(123)
-    expected_next = torch.rand(3)
-    torch.manual_seed(123)
-    check(reference(name))
-    assert torch.equal(torch.rand(3), expected_next), "a check changed the caller's random numbers"
-    assert "all 3 cases passed" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
-def test_unwritten_exercise_raises_not_implemented(check, name):
-    def stub(*args):
-        raise NotImplementedError("Exercise: not written yet")
-
-    with pytest.raises(NotImplementedError, match="not written yet"):
-        check(stub)
-
-
-@pytest.mark.parametrize("check, name", CHECKS, ids=[name for _, name in CHECKS])
-def test_an_answer_memorised_from_one_case_fails(check, name, capsys):
-    right, memory = reference(name), []
-
-    def memorised(*args):
-        if not memory:
-            memory.append(right(*args))
-        return memory[0]
-
-    with pytest.raises(AssertionError):
-        check(memorised)
-    assert "failed" in capsys.readouterr().out
 
 
 def test_the_linear_layer_gives_the_protonet_logits_up_to_one_number_per_query():
