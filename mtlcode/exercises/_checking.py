@@ -46,6 +46,18 @@ def _call(exercise: str, case: str, fn: Callable[..., Any], *args: Any) -> Any:
                        "your function raised this error on this case; the traceback below shows where") from error
 
 
+def _call_keeping_model(exercise: str, case: str, model: nn.Module, hint: str, fn: Callable[..., Any],
+                        *args: Any) -> Any:
+    """:func:`_call`, then fail with ``hint`` if the call changed ``model``'s parameters."""
+    theta = dict(model.named_parameters())
+    before = _snapshot(theta)
+    got = _call(exercise, case, fn, *args)
+    problem = _params_mismatch(before, _snapshot(theta))
+    if problem:
+        raise _failure(exercise, f"{case}: theta is left unchanged", *problem, hint)
+    return got
+
+
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Seed the global RNG for the duration of a check, then restore the caller's RNG state."""

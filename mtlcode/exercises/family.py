@@ -13,6 +13,7 @@ from mtlcode.anil import ANIL
 from mtlcode.exercises._checking import (
     Params,
     _call,
+    _call_keeping_model,
     _diagnose,
     _failure,
     _gradients,
@@ -144,14 +145,9 @@ def check_reptile_update(reptile_gradient: Callable[[nn.Module, TaskBatch, float
         case = f"{tasks} tasks, {steps} steps of size {inner_lr:.4f}"
         with _seeded(seed):
             model, batch = _sinusoid_problem(tasks=tasks, shots=shots, seed=seed, sizes=sizes)
-        theta = dict(model.named_parameters())
-        before = _snapshot(theta)
-        got = _call(exercise, case, reptile_gradient, model, batch, inner_lr, steps)
-        problem = _params_mismatch(before, _snapshot(theta))
-        if problem:
-            raise _failure(exercise, f"{case}: theta is left unchanged", *problem,
-                           "compute the direction only; do not change the model's parameters (no optimiser step, "
-                           "no in-place update)")
+        got = _call_keeping_model(exercise, case, model, "compute the direction only; do not change the model's "
+                                  "parameters (no optimiser step, no in-place update)",
+                                  reptile_gradient, model, batch, inner_lr, steps)
         expected = Reptile(model, inner_lr, inner_steps=steps, loss=F.mse_loss).meta_gradient(batch)
         problem = _params_mismatch(expected, got)
         if problem:
