@@ -1,7 +1,9 @@
 # Two commands on a fresh machine (each creates .venv on first use, then reuses it):
-#   make book   build the executable book into _build/html (the main job)
-#   make test   run every test: unit tests, every notebook (nbval), the warning-free book build,
-#               and the browser test of the built pages (needs chromium and chromedriver)
+#   make book   build the executable book, English into _build/html and Chinese into
+#               _build/html/zh (the main job)
+#   make test   run every test: unit and end-to-end tests, the notebooks where readers run them,
+#               the warning-free book build (it runs every notebook), and the browser test of the
+#               built pages of both editions (needs chromium, chromedriver and a CJK font)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,7 +15,7 @@ export MTLCODE_DATA ?= $(if $(wildcard $(SHARED_DATA)/*.zip),$(SHARED_DATA),)
 # one thread, 174 s with two under load). Override with e.g. `make book OMP_NUM_THREADS=8`.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup test unit notebooks readers book site demo lab lint clean
+.PHONY: setup test unit e2e notebooks readers book book-zh site demo lab lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +25,15 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-test: unit notebooks readers book site
+test: unit e2e readers book site
 
+# The unit tests (a few minutes at most), then the end-to-end ones marked `slow`: the command line,
+# torchrun, the grader and nbgrader in child processes, every benchmark script at a tiny size.
 unit: setup
-	$(BIN)/python -m pytest -p no:cacheprovider tests
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow" tests
+
+e2e: setup
+	$(BIN)/python -m pytest -p no:cacheprovider -m slow tests
 
 notebooks: setup
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider book
@@ -47,8 +54,17 @@ lab: setup
 demo: setup
 	$(BIN)/python -m mtlcode.demo
 
+# English first (it runs every notebook), then the Chinese edition from the same notebooks and
+# the English run's outputs (mtlcode.translation): nothing runs twice.
 book: setup
 	$(BIN)/jupyter-book build --warningiserror --keep-going .
+	$(MAKE) book-zh
+
+book-zh: setup
+	$(BIN)/python -m mtlcode.translation source zh _build/zh
+	$(BIN)/jupyter-book build --warningiserror --keep-going _build/zh
+	rm -rf _build/html/zh
+	cp -r _build/zh/_build/html _build/html/zh
 
 lint: setup
 	$(BIN)/ruff check mtlcode tests tests_site benchmarks

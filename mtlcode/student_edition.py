@@ -55,6 +55,10 @@ __all__ = ["EditedFilesError", "Grade", "book_chapters", "grade", "remove_soluti
 _DROPDOWN = re.compile(r"^[ \t]*(?P<fence>`{3,}|:{3,})\{dropdown\}[ \t]*(?P<title>.*)$")
 
 
+# Titles of solution dropdowns, in every edition of the book.
+SOLUTION_TITLES = ("solution", "解答")
+
+
 def _source(cell: dict[str, Any]) -> str:
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else source
@@ -67,7 +71,8 @@ def _tags(cell: dict[str, Any]) -> list[str]:
 # -- markdown ----------------------------------------------------------------------------------
 
 def remove_solution_dropdowns(markdown: str) -> str:
-    """``markdown`` without its ``{dropdown}`` blocks titled "Solution..." (other dropdowns stay).
+    """``markdown`` without its ``{dropdown}`` blocks titled "Solution..." or "解答..." (other
+    dropdowns stay).
 
     A block ends at the first line that holds only a fence of the same character, at least as
     long as the opening one, so longer fences around nested code blocks are handled.
@@ -77,7 +82,7 @@ def remove_solution_dropdowns(markdown: str) -> str:
     i = 0
     while i < len(lines):
         match = _DROPDOWN.match(lines[i])
-        if not (match and match["title"].strip().lower().startswith("solution")):
+        if not (match and match["title"].strip().lower().startswith(SOLUTION_TITLES)):
             kept.append(lines[i])
             i += 1
             continue
@@ -222,7 +227,12 @@ def write_files(folder: str | Path, files: dict[str, str], force: bool = False) 
     return written
 
 
-def _readme(notebooks: int, exercises: int) -> str:
+def _readme(notebooks: int, exercises: int, language: str = "en") -> str:
+    if language == "zh":
+        return ("# 学生版\n\n"
+                f"共 {notebooks} 章笔记本，{exercises} 道编程练习。每道练习是一个会抛出 `NotImplementedError`\n"
+                "的代码单元：把函数体换成你自己的代码，再运行它后面的单元，检查函数并指出错在哪里。\n"
+                "笔记本导入 `mtlcode`（在 Colab 上，第一个代码单元会安装它）。\n")
     return ("# Student edition\n\n"
             f"{notebooks} chapter notebooks with {exercises} coding exercises to write. Each one is a cell that\n"
             "raises `NotImplementedError`: replace the function bodies with your own code, then run the\n"
@@ -230,13 +240,17 @@ def _readme(notebooks: int, exercises: int) -> str:
             "The notebooks import `mtlcode` (their first code cell installs it on Colab).\n")
 
 
-def write_student_edition(out_dir: str | Path, book: str | Path | None = None, force: bool = False) -> list[Path]:
+def write_student_edition(out_dir: str | Path, book: str | Path | None = None, force: bool = False,
+                          language: str = "en") -> list[Path]:
     """Write the student notebooks of every chapter of ``book`` into ``out_dir``; return their paths.
+
+    ``language="zh"`` writes the Chinese edition's notebooks (``zh/book/`` of the project, unless
+    ``book`` is given).
 
     Raises :class:`EditedFilesError` (and writes nothing) when a notebook in ``out_dir`` was
     edited since it was written, e.g. by a student, unless ``force``.
     """
-    book = Path(book) if book is not None else default_book()
+    book = Path(book) if book is not None else _edition_book(language)
     chapters = book_chapters(book)
     if not chapters:
         raise FileNotFoundError(f"no chapter notebooks (NN_name.ipynb) in {book}")
@@ -245,10 +259,20 @@ def write_student_edition(out_dir: str | Path, book: str | Path | None = None, f
         notebook = student_notebook(json.loads(path.read_text(encoding="utf-8")), path.stem)
         exercises += sum(SOLUTION_TAG in cell_tags(c) for c in notebook["cells"])
         files[path.name] = notebook_text(notebook)
-    files["README.md"] = _readme(len(chapters), exercises)
+    files["README.md"] = _readme(len(chapters), exercises, language)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return [p for p in write_files(out_dir, files, force) if p.suffix == ".ipynb"]
+
+
+def _edition_book(language: str) -> Path:
+    if language == "en":
+        return default_book()
+    book = default_book().parent / language / "book"
+    if not book_chapters(book):
+        raise FileNotFoundError(f"no {language} edition in {book}: write it with "
+                                f"`python -m mtlcode.translation notebooks {language}`, or pass --book")
+    return book
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -258,6 +282,8 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out_dir", nargs="?", type=Path, help="where to write the student notebooks")
     p.add_argument("--book", type=Path, default=None, help="the book's directory (default: book/ of this project)")
+    p.add_argument("--lang", choices=("en", "zh"), default="en",
+                   help="the edition: en (book/) or zh (the Chinese edition, zh/book/)")
     p.add_argument("--grade", nargs="+", type=Path, metavar="NOTEBOOK",
                    help="grade handed-in notebooks instead: run each exercise's check in a child process")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -288,9 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                                             force=args.force)
             print(f"wrote {len(written)} nbgrader assignments to {args.nbgrader / 'source'}")
         else:
-            written = write_student_edition(args.out_dir, args.book, force=args.force)
+            written = write_student_edition(args.out_dir, args.book, force=args.force, language=args.lang)
             print(f"wrote {len(written)} student notebooks to {args.out_dir}")
-    except EditedFilesError as error:
+    except (EditedFilesError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -8,6 +8,9 @@ import pytest
 
 from benchmarks import speed
 
+# End to end (every benchmark script run at a tiny size): `make e2e`, not the unit tests.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def quick_speed(tmp_path_factory):

@@ -49,6 +49,7 @@ def test_crisp_figures_is_a_no_op_outside_a_kernel():
     assert book.crisp_figures() is False
 
 
+@pytest.mark.slow
 def test_figures_in_a_kernel_are_drawn_at_twice_their_displayed_size():
     import base64
     import io

@@ -14,6 +14,9 @@ import torch
 from mtlcode.__main__ import METHODS, PROG, ResumeMismatch, main, run
 from mtlcode.checkpoints import load_checkpoint
 
+# End to end (the command line in child processes): `make e2e`, not the unit tests.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--dataset", "sinusoid", "--meta-batch", "4", "--shots", "5", "--queries", "5", "--iterations", "4",
         "--checkpoint-every", "2", "--no-progress"]

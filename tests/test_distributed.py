@@ -27,8 +27,10 @@ from mtlcode.checkpoints import CheckpointError, load_checkpoint
 from mtlcode.models import MLP
 from mtlcode.tasks import Sinusoid
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                reason="torch.distributed with the gloo backend is not available in this PyTorch")
+# End to end (torchrun processes): `make e2e`, not the unit tests.
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                 reason="torch.distributed with the gloo backend is not available in this PyTorch")]
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 3

@@ -18,6 +18,9 @@ import pytest
 from mtlcode import student_edition
 from mtlcode.grading import check_calls, grade
 
+# End to end (the grader's child processes): `make e2e`, not the unit tests.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 RIGHT = '''def task_mse(predictions, targets):
     """One mean squared error per task."""

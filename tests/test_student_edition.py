@@ -122,6 +122,7 @@ def test_student_edition_replaces_solutions_and_removes_dropdowns(student_dir):
     assert "NotImplementedError" in (student_dir / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_student_notebook_stops_at_its_first_exercise_and_passes_with_the_solution(student_dir):
     nb = nbformat.read(student_dir / f"{EXECUTED}.ipynb", as_version=4)
     reference = nbformat.read(BOOK / f"{EXECUTED}.ipynb", as_version=4)

@@ -93,6 +93,7 @@ def test_validation_history_and_evaluation_interval():
     assert result.ci95 == pytest.approx(2.0930 * values.std().item() / 20**0.5, rel=1e-4)  # t_{0.975, 19}
 
 
+@pytest.mark.slow
 def test_omniglot_five_way_one_shot_beats_chance(omniglot_dir):
     mtlcode.seed_everything(0)
     train = mtlcode.data.Omniglot(sets=("background_small1",))

@@ -3,13 +3,17 @@
 The environment (``colab.py``) has Colab's preinstalled stack and no ``mtlcode``. Chapter 1 runs
 first with ``google.colab`` faked, so that its install cell installs the package from (a snapshot
 of) this checkout with git, exactly as a reader's Colab installs it from the repository. The other
-chapters and the student edition then run in the same environment, each in a fresh folder that
-holds only the notebook (a Colab runtime has no clone of the repository).
+chapters then run in the same environment, as many at once as there are cores, each in a fresh
+folder that holds only the notebook (a Colab runtime has no clone of the repository). A student
+notebook's code before its first exercise is the chapter's, so only its first exercise runs again
+there, and must stop with the stub's NotImplementedError. The Chinese edition's notebooks hold the
+same code (tests/test_translation.py checks it), so these runs stand for them too.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -70,9 +74,20 @@ def test_the_environment_lacks_the_book_tools(installed):
     assert missing.strip() == "[]", f"the Colab-like venv has book tools: {missing}; stack: {COLAB_STACK}"
 
 
+@pytest.fixture(scope="session")
+def chapter_runs(installed, tmp_path_factory):
+    """(index, error) of every other chapter's run, each in a kernel and a fresh folder of its own,
+    as many at once as there are cores (each kernel uses one thread)."""
+    def run(chapter: Path):
+        return execute(read(chapter), tmp_path_factory.mktemp(chapter.stem))
+
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        return dict(zip(CHAPTERS[1:], pool.map(run, CHAPTERS[1:])))
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS[1:], ids=lambda p: p.stem)
-def test_chapter_runs_on_colab(installed, chapter, tmp_path):
-    index, error = execute(read(chapter), tmp_path)
+def test_chapter_runs_on_colab(chapter_runs, chapter):
+    index, error = chapter_runs[chapter]
     assert error is None, report(chapter, index, error)
 
 
@@ -82,17 +97,33 @@ def student_edition(tmp_path_factory):
     return {path.name: path for path in write_student_edition(folder, book=ROOT / "book")}
 
 
+def code(cells) -> list[str]:
+    return [c.source for c in cells if c.cell_type == "code"]
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
-def test_student_notebook_runs_up_to_its_first_exercise(installed, student_edition, chapter, tmp_path):
+def test_student_notebook_runs_up_to_its_first_exercise(installed, student_edition, chapter_runs, chapter,
+                                                        tmp_path):
+    """The code before the first exercise is the chapter's own, which ran above in this environment
+    (so it is not run a second time); the first stub and its check cell then run, as a student
+    runs them, and stop with the stub's NotImplementedError."""
     path = student_edition[chapter.name]
     notebook = read(path)
     stubs = [i for i, cell in enumerate(notebook.cells) if SOLUTION_TAG in cell.metadata.get("tags", [])]
-    index, error = execute(notebook, tmp_path)
+    chapter_cells = read(chapter).cells
     if not stubs:
-        assert error is None, report(path, index, error)
+        assert code(notebook.cells) == code(chapter_cells), f"{path.name} has other code than {chapter.name}"
         return
-    # The first error must be the first stub's NotImplementedError, raised when the check cell
-    # right after it calls the unwritten function.
-    assert error is not None, f"{path.name} ran to the end although exercise cell {stubs[0]} is a stub"
-    assert (index, error.ename) == (stubs[0] + 1, "NotImplementedError") and "Exercise" in error.evalue, \
-        report(path, index, error)
+    first = stubs[0]
+    before = code(notebook.cells[:first])
+    assert before == code(chapter_cells)[:len(before)], \
+        f"{path.name}: the code before its first exercise differs from {chapter.name}'s"
+    ran = chapter_runs.get(chapter, installed)
+    assert ran[0] is None, f"{chapter.name} failed on Colab (cell {ran[0]}), so its student notebook does too"
+    exercise = nbformat.from_dict(dict(notebook))
+    exercise.cells = notebook.cells[first:first + 2]
+    index, error = execute(exercise, tmp_path)
+    # The check cell calls the unwritten function: the stub's NotImplementedError, naming the exercise.
+    assert error is not None, f"{path.name}: exercise cell {first} is a stub, yet its check passed"
+    assert (index, error.ename) == (1, "NotImplementedError") and "Exercise" in error.evalue, \
+        report(path, first + (index or 0), error)

@@ -31,7 +31,7 @@ from mtlcode.exercises.faq import check_batch_norm, check_second_order_term
 from mtlcode.exercises.mathematics import check_linear_maml_optimum
 from mtlcode.exercises.practice import check_finetune_head, check_linear_cka
 from mtlcode.exercises.summary import check_paired_difference, check_prototype_linear_layer
-from mtlcode.exercises.tools import check_batched_inner_step
+from mtlcode.exercises.tools import check_batched_inner_step, check_per_example_gradients
 
 __all__ = [
     "check_anil_inner_loop",
@@ -49,6 +49,7 @@ __all__ = [
     "check_metasgd_step",
     "check_nway_kshot",
     "check_paired_difference",
+    "check_per_example_gradients",
     "check_policy_gradients",
     "check_prototype_linear_layer",
     "check_prototype_logits",

@@ -1,0 +1,256 @@
+"""The translated editions (mtlcode.translation): complete, current, and holding the English code.
+
+The tests on a small project in a temporary folder show that each kind of problem is caught and
+named; the tests on the book itself are the guard: an English edit without its translation fails
+here with a message that names the page and the cell.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mtlcode import translation as tr
+from mtlcode.language_switch import other_edition
+from mtlcode.notebooks import cell_source
+from mtlcode.student_edition import write_student_edition
+
+ROOT = Path(__file__).resolve().parents[1]
+ZH = tr.LANGUAGES["zh"]
+
+
+# --- a small project ---------------------------------------------------------------------------
+
+def _notebook(cells: list[dict]) -> dict:
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3"}}, "cells": cells}
+
+
+def _markdown(cell_id: str, text: str) -> dict:
+    return {"cell_type": "markdown", "id": cell_id, "metadata": {}, "source": text}
+
+
+def _code(cell_id: str, text: str, caption: str | None = None) -> dict:
+    metadata = {"mystnb": {"figure": {"name": f"fig-{cell_id}", "caption": caption},
+                           "image": {"alt": f"alt text of {cell_id}"}}} if caption else {}
+    return {"cell_type": "code", "id": cell_id, "metadata": metadata, "source": text, "outputs": [],
+            "execution_count": None}
+
+
+PAGE_MD = """# A page
+
+A paragraph with {glue:text}`accuracy:.1f` and a link to {numref}`fig-c2`.
+
+```python
+x = 1
+
+y = 2
+```
+
+```{glossary}
+Support set (支持集)
+  The labelled examples of a task.
+
+Query set (查询集)
+  The examples that score the adapted model.
+```
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "book" / "references.bib").write_text("")
+    (tmp_path / "_config.yml").write_text("title: A book\nrepository: {url: x, path_to_book: ''}\n"
+                                          "sphinx: {config: {}}\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/page\nparts:\n"
+                                       "  - caption: Chapters\n    chapters:\n      - file: book/01_a\n")
+    (tmp_path / "book" / "page.md").write_text(PAGE_MD)
+    notebook = _notebook([_markdown("c1", "# Chapter\n\nWe glue {glue:text}`loss:.2f` here."),
+                          _code("c2", "print('hi')", caption="What the figure shows."),
+                          _markdown("c3", "## Summary\n\n- one point")])
+    (tmp_path / "book" / "01_a.ipynb").write_text(json.dumps(notebook))
+    return tmp_path
+
+
+ZH_TEXT = {"# Chapter\n\nWe glue {glue:text}`loss:.2f` here.": "# 一章\n\n这里粘贴 {glue:text}`loss:.2f`。",
+           "What the figure shows.": "图中所示。", "alt text of c2": "c2 的替代文字",
+           "## Summary\n\n- one point": "## 小结\n\n- 一点"}
+
+
+def _translate_everything(project: Path) -> None:
+    """Write a translation of every segment and string of the small project."""
+    for page in tr.book_pages(project):
+        path = tr.translation_file(ZH, page, project)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for s in tr.segments(page, project):
+            text = ZH_TEXT.get(s.text) or ("中文：" + s.text.replace("A paragraph", "一段"))
+            entries.append(f"<!-- {s.key} sha={s.sha} -->\n{text}\n")
+        path.write_text("\n".join(entries), encoding="utf-8")
+    strings = [f"<!-- {s} sha={tr.fingerprint(s)} -->\n中文{s}\n" for s in tr.strings(project)]
+    (project / "translations" / "zh" / "strings.md").write_text("\n".join(strings), encoding="utf-8")
+
+
+def _edit_cell(project: Path, cell_id: str, text: str) -> None:
+    path = project / "book" / "01_a.ipynb"
+    notebook = json.loads(path.read_text())
+    next(c for c in notebook["cells"] if c["id"] == cell_id)["source"] = text
+    path.write_text(json.dumps(notebook))
+
+
+def test_markdown_pages_cut_into_blocks_and_put_back_together():
+    for page in [p for p in tr.book_pages(ROOT) if p.endswith(".md")]:
+        text = (ROOT / page).read_text(encoding="utf-8")
+        chunks = tr.markdown_chunks(text)
+        assert "".join(c for c, _ in chunks) == text, page
+        identity = {s.key: s.text for s in tr.segments(page, ROOT)}
+        assert tr.translate_markdown(text, identity) == text, page
+
+
+def test_code_blocks_are_shared_and_glossary_entries_translated_one_by_one():
+    chunks = tr.markdown_chunks(PAGE_MD)
+    translatable = [c for c, t in chunks if t]
+    assert "```python\nx = 1\n\ny = 2\n```\n" in [c for c, t in chunks if not t]
+    assert translatable[-2:] == ["Support set (支持集)\n  The labelled examples of a task.\n",
+                                 "Query set (查询集)\n  The examples that score the adapted model.\n"]
+
+
+def test_a_complete_translation_passes_and_builds_the_sources(project, tmp_path):
+    _translate_everything(project)
+    assert tr.check(ZH, project) == []
+    executed = tmp_path / "run"
+    (executed / "book").mkdir(parents=True)
+    run = json.loads((project / "book" / "01_a.ipynb").read_text())
+    run["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "hi\n"}]
+    (executed / "book" / "01_a.ipynb").write_text(json.dumps(run))
+    prefix = "application/papermill.record/"  # what myst-nb stores in <page>.glue.json, prefix stripped
+    glued = {"loss": {"output_type": "display_data", "data": {"text/plain": "0.5"},
+                      "metadata": {"scrapbook": {"name": "loss", "mime_prefix": prefix}}}}
+    (executed / "book" / "01_a.glue.json").write_text(json.dumps(glued))
+    out = tr.write_source(ZH, tmp_path / "zh", project, executed)
+    notebook = json.loads((out / "book" / "01_a.ipynb").read_text())
+    assert cell_source(notebook["cells"][0]).startswith("# 一章")
+    assert notebook["cells"][1]["source"] == "print('hi')"
+    assert notebook["cells"][1]["metadata"]["mystnb"]["figure"]["caption"] == "图中所示。"
+    glued = notebook["cells"][1]["outputs"][0]
+    assert glued["metadata"]["scrapbook"]["name"] == "loss"
+    assert glued["data"] == {"application/papermill.record/text/plain": "0.5"}  # as myst-nb reads glue
+    assert notebook["cells"][1]["outputs"][1]["text"] == "hi\n"
+    page = (out / "book" / "page.md").read_text()
+    assert "中文：# A page" in page and "```python\nx = 1\n\ny = 2\n```" in page
+    assert "path_to_book: zh" in (out / "_config.yml").read_text()
+    assert "中文Chapters" in (out / "_toc.yml").read_text()
+
+
+def test_outputs_of_other_code_are_refused(project, tmp_path):
+    _translate_everything(project)
+    executed = tmp_path / "run"
+    (executed / "book").mkdir(parents=True)
+    run = json.loads((project / "book" / "01_a.ipynb").read_text())
+    run["cells"][1]["source"] = "print('an older version')"
+    (executed / "book" / "01_a.ipynb").write_text(json.dumps(run))
+    with pytest.raises(tr.TranslationError, match="build the English book first"):
+        tr.write_source(ZH, tmp_path / "zh", project, executed)
+
+
+def test_an_english_edit_makes_its_translation_stale_naming_the_cell(project):
+    _translate_everything(project)
+    _edit_cell(project, "c3", "## Summary\n\n- one point\n- and a second one")
+    problems = tr.check(ZH, project)
+    assert len(problems) == 1 and "book/01_a.ipynb, markdown cell c3" in problems[0]
+    assert "changed since it was translated" in problems[0]
+    with pytest.raises(tr.TranslationError, match="c3"):
+        tr.write_notebooks(ZH, project)
+
+
+def test_a_new_cell_without_translation_is_missing(project):
+    _translate_everything(project)
+    path = project / "book" / "01_a.ipynb"
+    notebook = json.loads(path.read_text())
+    notebook["cells"].append(_markdown("c9", "## Exercises"))
+    path.write_text(json.dumps(notebook))
+    problems = tr.check(ZH, project)
+    assert len(problems) == 1 and "markdown cell c9" in problems[0] and "no translation" in problems[0]
+    assert tr.append_missing(ZH, "book/01_a.ipynb", project) == 1
+    assert "c9" in tr.read_translations(tr.translation_file(ZH, "book/01_a.ipynb", project))
+
+
+@pytest.mark.parametrize("broken, complaint", [
+    ("# 一章\n\n这里粘贴 {glue:text}`los:.2f`。", "glue names"),  # a misspelt glue name
+    ("# Chapter\n\nWe glue {glue:text}`loss:.2f` here.", "not translated"),  # English copied
+])
+def test_a_broken_translation_is_named(project, broken, complaint):
+    _translate_everything(project)
+    path = tr.translation_file(ZH, "book/01_a.ipynb", project)
+    text = path.read_text(encoding="utf-8").replace("# 一章\n\n这里粘贴 {glue:text}`loss:.2f`。", broken)
+    path.write_text(text, encoding="utf-8")
+    problems = tr.check(ZH, project)
+    assert len(problems) == 1 and "markdown cell c1" in problems[0] and complaint in problems[0]
+
+
+def test_a_translation_of_a_deleted_cell_is_reported(project):
+    _translate_everything(project)
+    path = tr.translation_file(ZH, "book/01_a.ipynb", project)
+    path.write_text(path.read_text(encoding="utf-8") + "\n<!-- c7 sha=0123456789ab -->\n旧的\n", encoding="utf-8")
+    problems = tr.check(ZH, project)
+    assert len(problems) == 1 and "'c7' translates no segment" in problems[0]
+
+
+def test_the_language_switch_leads_to_the_same_page():
+    assert other_edition("en", "book/05_practice") == ("../zh/book/05_practice.html", "zh")
+    assert other_edition("zh", "book/05_practice") == ("../../book/05_practice.html", "en")
+    assert other_edition("en", "genindex") == ("zh/genindex.html", "zh")
+    with pytest.raises(ValueError, match="book_language"):
+        other_edition("fr", "book/intro")
+
+
+# --- the book itself ---------------------------------------------------------------------------
+
+def test_the_chinese_edition_is_complete_and_current():
+    problems = tr.check(ZH, ROOT)
+    assert not problems, (f"{len(problems)} translation problem(s); `python -m mtlcode.translation check zh` "
+                          "lists them:\n" + "\n".join(problems[:30]))
+
+
+def test_the_committed_chinese_notebooks_are_the_generated_ones():
+    expected = tr.translated_notebooks(ZH, ROOT)
+    committed = {p for p in (ROOT / "zh").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
+    assert committed == set(expected), "zh/ holds other notebooks than the book's: " \
+        "run `python -m mtlcode.translation notebooks zh`"
+    stale = [p.relative_to(ROOT) for p, text in expected.items() if p.read_text(encoding="utf-8") != text]
+    assert not stale, f"{stale} differ from their translation: run `python -m mtlcode.translation notebooks zh`"
+
+
+def test_the_chinese_notebooks_hold_the_english_code():
+    for english in sorted((ROOT / "book").glob("*.ipynb")):
+        chinese = ROOT / "zh" / "book" / english.name
+        if english.stem == "STYLE":
+            continue
+        code = [(c["id"], cell_source(c)) for c in json.loads(english.read_text())["cells"]
+                if c["cell_type"] == "code"]
+        zh_code = [(c["id"], cell_source(c)) for c in json.loads(chinese.read_text())["cells"]
+                   if c["cell_type"] == "code"]
+        assert zh_code == code, f"{chinese.relative_to(ROOT)} has other code than {english.relative_to(ROOT)}"
+
+
+def test_the_chinese_student_edition(tmp_path):
+    written = write_student_edition(tmp_path, language="zh")
+    assert len(written) == len(list((ROOT / "book").glob("[0-9][0-9]_*.ipynb")))
+    text = "".join(p.read_text(encoding="utf-8") for p in written)
+    assert "{dropdown} 解答" not in text and "NotImplementedError" in text
+    assert "学生版" in (tmp_path / "README.md").read_text(encoding="utf-8")
+
+
+def test_a_block_inserted_into_a_page_leaves_the_translations_after_it_in_place(project):
+    _translate_everything(project)
+    page = project / "book" / "page.md"
+    page.write_text(page.read_text().replace("# A page\n", "# A page\n\nA new first paragraph.\n"))
+    problems = tr.check(ZH, project)
+    assert len(problems) == 1 and "block 1 ('A new first paragraph.')" in problems[0], problems
+    assert tr.append_missing(ZH, "book/page.md", project) == 1
+    entries = tr.read_translations(tr.translation_file(ZH, "book/page.md", project))
+    assert list(entries)[:3] == ["b0", "b1", "b2"] and entries["b1"].text == "A new first paragraph."
+    assert entries["b2"].text.startswith("中文：一段")  # renumbered, still translated
