@@ -497,7 +497,8 @@ def _config(language: Language, root: Path, title: str) -> str:
 
     config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
     config["title"] = title
-    config["execute"] = {"execute_notebooks": "off"}  # the English build's outputs are reused
+    # The English build's outputs are reused; how they are shown (stderr, timeout) stays the same.
+    config["execute"] = {**config.get("execute", {}), "execute_notebooks": "off"}
     config["repository"]["path_to_book"] = language.code  # Colab opens zh/book/NN.ipynb
     config["sphinx"]["config"]["language"] = language.sphinx
     config["sphinx"]["config"]["book_language"] = language.code

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mtlcode import translation as tr
 from mtlcode.language_switch import other_edition
@@ -64,7 +65,7 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "_static").mkdir()
     (tmp_path / "book" / "references.bib").write_text("")
     (tmp_path / "_config.yml").write_text("title: A book\nrepository: {url: x, path_to_book: ''}\n"
-                                          "sphinx: {config: {}}\n")
+                                          "execute: {stderr_output: remove-warn}\nsphinx: {config: {}}\n")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/page\nparts:\n"
                                        "  - caption: Chapters\n    chapters:\n      - file: book/01_a\n")
     (tmp_path / "book" / "page.md").write_text(PAGE_MD)
@@ -141,7 +142,9 @@ def test_a_complete_translation_passes_and_builds_the_sources(project, tmp_path)
     assert notebook["cells"][1]["outputs"][1]["text"] == "hi\n"
     page = (out / "book" / "page.md").read_text()
     assert "中文：# A page" in page and "```python\nx = 1\n\ny = 2\n```" in page
-    assert "path_to_book: zh" in (out / "_config.yml").read_text()
+    config = yaml.safe_load((out / "_config.yml").read_text())
+    assert config["repository"]["path_to_book"] == "zh"
+    assert config["execute"] == {"stderr_output": "remove-warn", "execute_notebooks": "off"}
     assert "中文Chapters" in (out / "_toc.yml").read_text()
 
 
