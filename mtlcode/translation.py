@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlcode.notebooks import cell_source
+from mtlcode.notebooks import cell_source, read_notebook
+from mtlcode.student_edition import notebook_text
 
 __all__ = ["LANGUAGES", "Language", "Segment", "TranslationError", "book_pages", "check", "fingerprint",
            "read_translations", "segments", "translate_markdown", "translate_notebook",
@@ -169,16 +170,12 @@ def _metadata_text(cell: dict[str, Any], path: tuple[str, ...]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _read_notebook(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def segments(page: str, root: Path = ROOT) -> list[Segment]:
     """The English segments of ``page`` (a path relative to ``root``), in order."""
     path = root / page
     found: list[Segment] = []
     if path.suffix == ".ipynb":
-        for index, cell in enumerate(_read_notebook(path)["cells"]):
+        for index, cell in enumerate(read_notebook(path)["cells"]):
             cell_id = cell.get("id")
             if not cell_id:
                 raise TranslationError(f"{page}: cell {index} has no id; save the notebook with nbformat >= 4.5")
@@ -204,7 +201,7 @@ def strings(root: Path = ROOT) -> list[str]:
     found = [config["title"]] + [part["caption"] for part in toc["parts"]]
     for page in book_pages(root):
         if page.endswith(".ipynb"):
-            for cell in _read_notebook(root / page)["cells"]:
+            for cell in read_notebook(root / page)["cells"]:
                 found += [cell["metadata"]["mystnb"][p] for p in _PROMPTS
                           if p in cell.get("metadata", {}).get("mystnb", {})]
     return list(dict.fromkeys(found))
@@ -438,17 +435,13 @@ def _clear_outputs(notebook: dict[str, Any]) -> dict[str, Any]:
     return notebook
 
 
-def notebook_text(notebook: dict[str, Any]) -> str:
-    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
-
-
 def translated_notebooks(language: Language, root: Path = ROOT) -> dict[Path, str]:
     """The translated notebooks readers open (no outputs), by path, as file text."""
     strings_zh = _string_lookup(language, root)
     out = {}
     for page in book_pages(root):
         if page.endswith(".ipynb"):
-            english = _read_notebook(root / page)
+            english = read_notebook(root / page)
             translated = translate_notebook(english, _lookup(language, page, root), strings_zh)
             out[root / language.code / page] = notebook_text(_clear_outputs(translated))
     return out
@@ -472,7 +465,7 @@ def _with_english_outputs(translated: dict[str, Any], executed: Path, glue: Path
     myst-nb moves glued values out of the executed notebook into ``<page>.glue.json``; they go
     back into the first code cell, where myst-nb finds them wherever they are.
     """
-    run = _read_notebook(executed)
+    run = read_notebook(executed)
     code = [cell_source(c) for c in translated["cells"] if c["cell_type"] == "code"]
     ran = [cell_source(c) for c in run["cells"] if c["cell_type"] == "code"]
     if code != ran:
@@ -526,7 +519,7 @@ def write_source(language: Language, out: Path, root: Path = ROOT, executed: Pat
         target.parent.mkdir(parents=True, exist_ok=True)
         translations = _lookup(language, page, root)
         if page.endswith(".ipynb"):
-            notebook = translate_notebook(_read_notebook(root / page), translations, strings_zh)
+            notebook = translate_notebook(read_notebook(root / page), translations, strings_zh)
             stem = Path(page).with_suffix("")
             notebook = _with_english_outputs(notebook, executed / f"{stem}.ipynb",
                                              executed / f"{stem}.glue.json", page)
