@@ -1,14 +1,19 @@
-"""Shared plumbing of the benchmark scripts: arguments, timing, and the JSON result files."""
+"""Shared plumbing of the benchmark scripts: arguments, timing, the JSON result files, and (for the
+multi-seed benchmarks) statistics over seeds, resumable parts and parallel workers."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +63,95 @@ def write_result(path: Path, rows: list[dict[str, Any]], started: float, budget_
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+# -- multi-seed benchmarks: statistics over seeds, resumable parts, parallel workers ------------
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON atomically: a temporary file beside ``path``, then ``os.replace``.
+
+    A run killed mid-write leaves the old file (or none), never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def over_seeds(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean over seeds with the half-width of its 95% t-interval (``seeds - 1`` degrees of freedom).
+
+    A seed whose value is missing or not finite makes both None (a mean over the other seeds
+    would hide it); one seed gives no interval (``ci95`` None).
+    """
+    from mtlcode.evaluation import ci95_half_width
+
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not values or len(finite) < len(values):
+        return {"mean": None, "ci95": None, "seeds": len(values)}
+    interval = ci95_half_width(finite) if len(finite) > 1 else None
+    return {"mean": sum(finite) / len(finite), "ci95": interval, "seeds": len(finite)}
+
+
+class Partials:
+    """The finished parts (one per job and training seed) of a benchmark, so that a rerun resumes.
+
+    Part ``(job, seed)`` lives in ``<out>.partial/<job>-seed<seed>.json`` beside the result
+    file ``<out>.json``, written atomically when the part ends. Each part carries the run's
+    ``fingerprint`` (the protocol and whatever else decides its numbers); a part with another
+    fingerprint is stale (written with other sizes) and is recomputed, never mixed in.
+    """
+
+    def __init__(self, out: Path, fingerprint: dict[str, Any]) -> None:
+        self.folder = out.with_suffix(".partial")
+        self.fingerprint = json.loads(json.dumps(fingerprint))  # tuples -> lists, as read back
+
+    def path(self, job: str, seed: int) -> Path:
+        return self.folder / f"{job}-seed{seed}.json"
+
+    def _fingerprint(self, own: dict[str, Any] | None) -> dict[str, Any]:
+        return {**self.fingerprint, **json.loads(json.dumps(own or {}))}
+
+    def load(self, job: str, seed: int, own: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The finished part, or None when it is missing, unreadable or stale.
+
+        ``own`` holds what only this job's numbers depend on (say its number of iterations).
+        """
+        try:
+            part = json.loads(self.path(job, seed).read_text())
+        except (OSError, ValueError):
+            return None
+        return part if part.get("fingerprint") == self._fingerprint(own) else None
+
+    def save(self, job: str, seed: int, part: dict[str, Any], own: dict[str, Any] | None = None) -> None:
+        write_json(self.path(job, seed), {**part, "job": job, "seed": seed, "fingerprint": self._fingerprint(own)})
+
+
+def run_parts(work: Callable[[Any], Any], jobs: Sequence[Any], workers: int, progress: bool,
+              desc: str = "parts") -> list[Any]:
+    """``[work(job) for job in jobs]``, in ``workers`` spawned processes (1: in this process).
+
+    A progress bar counts finished jobs. When a job fails, the others still finish (and save
+    their parts); the first error is raised at the end.
+    """
+    from tqdm import tqdm
+
+    results: list[Any] = [None] * len(jobs)
+    errors: list[BaseException] = []
+    with tqdm(total=len(jobs), desc=desc, disable=not progress) as bar:
+        if workers <= 1:
+            for i, job in enumerate(jobs):
+                results[i] = work(job)
+                bar.update()
+            return results
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(work, job): i for i, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                try:
+                    results[futures[future]] = future.result()
+                except Exception as error:  # re-raised below, once the others are done
+                    errors.append(error)
+                bar.update()
+    if errors:
+        raise errors[0]
+    return results

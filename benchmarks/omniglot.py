@@ -1,40 +1,100 @@
-"""Omniglot: MAML, first-order MAML and fine-tuning baselines, on held-out alphabets and Lake's runs.
+"""Omniglot v2: every method of the book on the same split and test tasks, several training seeds.
 
-Small protocol (the default; the data this project ships with): the two small background sets
-(8 alphabets, 242 characters) are split by alphabet into training, validation and test parts.
-Conv4 is meta-trained on 20-way 1-shot tasks of the training alphabets, with every character's
-90-degree rotations as extra classes (as in Finn et al., 2017). The transfer-learning baseline of
-Chen et al. (2019) pre-trains the same Conv4 on all training classes with ordinary supervised
-learning, then fine-tunes a fresh head on each test task's support set (body frozen: "head", or
-everything: "all"). Every method is scored on
+Small protocol (the default; the data this project ships with). The two small background sets
+(8 alphabets, 242 characters) are split by alphabet into training, validation and test parts
+(``--seed`` picks the split and the test tasks, the same for every method). Each method is
+trained with every training seed (``--seeds``, default 0 1 2) on the training alphabets, with
+every character's 90-degree rotations as extra classes (Finn et al., 2017):
 
-* ``heldout_5way1shot`` / ``heldout_5way5shot``: 600 tasks of the test alphabets (accuracy);
-* ``lake20``: the 20 runs of Lake et al.'s (2015) 20-way within-alphabet one-shot task, drawn from
-  the evaluation alphabets, which no method has seen (error, beside the published figures).
+* meta-learners: MAML, first-order MAML (``fomaml``), ANIL, Meta-SGD, Reptile (Conv4,
+  20-way 1-shot episodes) and Prototypical Networks (``protonet``: 30-way 1-shot episodes,
+  more ways than any test task, as Snell et al., 2017, recommend);
+* transfer: the same Conv4 pre-trained with ordinary supervised learning on all training
+  classes (``pretrained``), then fine-tuned on each test task's support set: a fresh head on
+  the frozen body (``finetune_head``), every weight (``finetune_all``), or a linear classifier
+  fitted to convergence on fixed features (``finetune_linear_probe``); and Baseline++
+  (``baselinepp``, Chen et al., 2019): pre-trained and fine-tuned with a cosine classifier,
+  ``logits = scale * cos(features, class weights)`` (:class:`mtlcode.finetune.CosineHead`).
 
-Test-time settings (MAML's number of steps, the baselines' step sizes) are picked on validation
-tasks with the same number of ways (5 or 20). MAML models are trained 20-way; for 5-way tasks the
-first five rows of the head are used (labels are shuffled in every training task, so the twenty
-rows are interchangeable).
+Every trained model is scored on
 
-Full protocol (``--full``): the MAML paper's setting on the complete background and evaluation
-sets (1,200 training characters with rotations, 5- and 20-way, 1- and 5-shot, 60,000 iterations),
-for a GPU or Colab. Without the full archives it says so and exits cleanly.
+* ``heldout_5way1shot`` / ``heldout_5way5shot``: tasks of the test alphabets (accuracy);
+* ``lake20``: the 20 runs of Lake et al.'s (2015) 20-way within-alphabet one-shot task, drawn
+  from the evaluation alphabets that no method has seen (error, beside the published marks);
+* ``digits_5way1shot`` / ``digits_5way5shot``: the same kind of tasks on scikit-learn's
+  handwritten digits (:mod:`mtlcode.digits`): a cross-domain test, nothing tuned on digits.
 
-    python -m benchmarks.omniglot            # small protocol, under an hour on 2 CPU cores
+Test-time settings (the meta-learners' number of steps, the fine-tuning step sizes) are picked
+on 1-shot tasks of the validation alphabet with the same number of ways (5 or 20; digits use the
+5-way choice). 20-way-trained heads answer 5-way tasks with their first five rows (labels are
+shuffled in every training task, so the rows are interchangeable).
+
+Lake's runs have a training of their own (``protonet_lake``, ``--lake-learners``): the learner
+trained on *all* alphabets of the two small sets (the evaluation alphabets stay unseen), for
+longer, scored on ``lake20`` and the digits only (it has seen the held-out alphabets).
+
+Reported per method and benchmark: the per-seed scores with their intervals over test tasks
+(``per_seed``, ``per_seed_ci95``), and their mean over seeds with a 95% t-interval over seeds
+(``mean``, ``ci95``; ``"interval": "t"``). ``comparisons`` pairs the best meta-learner with the
+best transfer method of each benchmark on the same test tasks: the mean paired difference per
+seed (with its t-interval over tasks) and over seeds. ``lake20_marks`` gives each method's
+distance to the published marks (Siamese ConvNet 8.0%, deep ConvNet 13.5%, people 4.5%).
+
+Resumable: every finished (method, seed) part is written to ``<out>.partial/<job>-seed<k>.json``
+(atomically); a rerun skips the finished ones and combines all of them into ``<out>.json``.
+
+Time plan of the default run (``python -m benchmarks.omniglot --plan`` prints it): 27 parts (9
+trainings x 3 seeds) on 2 worker processes of one thread each, 2 CPU cores. The rates were
+measured here as CPU seconds over short runs (5-150 training iterations of each part; each
+part's scoring on 4-20 tasks, extrapolated linearly to the protocol's task counts) on a machine
+shared with other jobs, then scaled to a machine this benchmark has to itself by the ratio of
+the v1 run's recorded rate to the rate measured alongside for the same configuration: v1 MAML
+(20-way, 2 queries, meta-batch 8) took 1.07 s per iteration in ``omniglot_small.json`` and
+2.35-2.56 CPU s here, a factor of 0.44 (pre-training: 0.055 s per step recorded, 0.095 here).
+Per seed:
+
+=================  ==========  ==========  ==========  =========  ========
+part               iterations  s / iter.   training s  scoring s  total s
+=================  ==========  ==========  ==========  =========  ========
+maml               1,000       0.77        770         150        920
+fomaml             1,000       0.28        280         150        430
+anil               1,000       0.25        250          70        320
+metasgd            1,000       0.90        900         150        1,050
+reptile              700       0.89        620         180        800
+protonet           3,000       0.065       195          20        215
+pretrained         3,000       0.055       165         235        400
+baselinepp         3,000       0.056       170          65        235
+protonet_lake     10,000       0.065       650          10        660
+=================  ==========  ==========  ==========  =========  ========
+
+About 5,030 s per seed, 15,100 s for three seeds: about 127 minutes on two workers (the parts
+start longest first), inside the 150-minute budget with a sixth to spare for the error of the
+estimate. Reptile's iteration is dear (five SGD steps on 4 tasks, then its statistics adapt
+once more), hence its 700 iterations.
+
+Full protocol (``--full``): the same methods and seeds at the MAML paper's sizes (60,000
+iterations, meta-batch 16, five inner steps of 0.1 for 20-way tasks, 600 test tasks) on the
+complete archives, split as in the paper (1,200 training characters with rotations, the rest
+for testing), scored 5- and 20-way, 1- and 5-shot, and on the digits; for a GPU. No ``lake20``
+there: the paper's split puts evaluation alphabets into training. Without the full archives
+it says so and exits cleanly.
+
+    python -m benchmarks.omniglot            # small protocol, about 2 hours on 2 CPU cores
+    python -m benchmarks.omniglot --plan     # the time plan, without running
     python -m benchmarks.omniglot --quick    # tiny sizes, for the tests
-    python -m benchmarks.omniglot --full     # the paper's protocol (needs the full archives)
+    python -m benchmarks.omniglot --full     # the paper's sizes (needs the full archives; GPU)
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import random
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
-from multiprocessing import get_context
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,53 +104,92 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 import mtlcode
-from benchmarks.common import RESULTS, parser, write_result
-from mtlcode import MAML
+from benchmarks.common import RESULTS, Partials, over_seeds, parser, run_parts, write_result
+from mtlcode import ANIL, MAML, MetaSGD, ProtoNet, Reptile
 from mtlcode.checkpoints import save_checkpoint
 from mtlcode.data import Omniglot, lake_one_shot_runs, split_alphabets
-from mtlcode.finetune import finetune, pretrain
+from mtlcode.evaluation import Evaluation, ci95_half_width
+from mtlcode.finetune import CosineHead, finetune, pretrain
+from mtlcode.learner import Learner
 from mtlcode.models import Conv4
 from mtlcode.tasks import NWayKShot, TaskBatch
 
 SMALL_SETS = ("background_small1", "background_small2")
 FULL_SETS = ("background", "evaluation")
-# Lake, Salakhutdinov & Tenenbaum (2015): error on the 20-way within-alphabet one-shot task.
-PUBLISHED_LAKE20 = {"people": 0.045, "bayesian_program_learning": 0.033, "deep_convnet": 0.135}
+META_LEARNERS = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet")
+# Each transfer training (pre-training) and the fine-tuning methods scored from it.
+TRANSFER = {"pretrained": ("finetune_head", "finetune_all", "finetune_linear_probe"), "baselinepp": ("baselinepp",)}
+LAKE = "_lake"  # suffix of a training on every alphabet of the small sets, for Lake's runs
+# Published error on Lake's 20-way within-alphabet one-shot runs: (error, key in book/references.bib).
+PUBLISHED_LAKE20 = {"people": (0.045, "lake2015omniglot"), "bayesian_program_learning": (0.033, "lake2015omniglot"),
+                    "siamese_convnet": (0.080, "koch2015siamese"), "deep_convnet": (0.135, "lake2015omniglot")}
+LAKE_MARKS = ("siamese_convnet", "deep_convnet", "people")
+LAKE_TARGET = 0.080  # the Siamese ConvNet's error (Koch et al., 2015): the mark to reach
 # Finn, Abbeel & Levine (2017), table 1: MAML accuracy with the full protocol.
 PUBLISHED_FULL = {(5, 1): 0.987, (5, 5): 0.999, (20, 1): 0.958, (20, 5): 0.989}
+
+ITERATIONS = {"maml": 1000, "fomaml": 1000, "anil": 1000, "metasgd": 1000, "reptile": 700, "protonet": 3000,
+              "pretrained": 3000, "baselinepp": 3000, "protonet_lake": 10_000}
+# Seconds per training iteration and per part's scoring, two workers on two CPU cores (the module
+# docstring's plan): for --plan, and to start the longest parts first.
+SECONDS_PER_ITERATION = {"maml": 0.77, "fomaml": 0.28, "anil": 0.25, "metasgd": 0.90, "reptile": 0.89,
+                         "protonet": 0.065, "pretrained": 0.055, "baselinepp": 0.056}
+SCORING_SECONDS = {"maml": 150, "fomaml": 150, "anil": 70, "metasgd": 150, "reptile": 180, "protonet": 20,
+                   "pretrained": 235, "baselinepp": 65}
+LAKE_SCORING_SECONDS = 10
+BUDGET_SECONDS = 150 * 60.0
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """Sizes of one run. The defaults are the small protocol's (CPU, about an hour)."""
+    """Sizes of one run. The defaults are the small protocol's (2 CPU cores, about 2 hours)."""
 
     image_size: int = 28
     hidden: int = 64
     split: tuple[int, int, int] = (5, 1, 2)        # alphabets for training, validation, test
-    ways: int = 20                                 # meta-training tasks
+    ways: int = 20                                 # MAML, first-order MAML, ANIL, Meta-SGD, Reptile
     shots: int = 1
-    queries: int = 2                               # per class, in meta-training tasks
+    queries: int = 1                               # per class, in meta-training tasks
     meta_batch: int = 8                            # paper: 16 (20-way)
-    iterations: int = 2000                         # paper: 60,000
     inner_lr: float = 0.4
     inner_steps: int = 1
-    meta_lr: float = 1e-3
-    test_steps: tuple[int, ...] = (1, 3, 5, 10, 20)  # MAML steps at test time, picked on validation
-    pretrain_steps: int = 3000
+    meta_lr: float = 1e-3                          # Adam, every training (pre-training too)
+    reptile_lr: float = 0.1                        # Reptile's inner SGD steps (support and query)
+    reptile_steps: int = 5
+    reptile_meta_batch: int = 4
+    protonet_ways: int = 30                        # more ways than any test task
+    protonet_queries: int = 2
+    protonet_meta_batch: int = 1
+    iterations: dict[str, int] = field(default_factory=lambda: dict(ITERATIONS))
+    test_steps: tuple[int, ...] = (1, 3, 10)       # MAML-family steps at test time, picked on validation
+    reptile_test_steps: tuple[int, ...] = (5, 10, 20)
     pretrain_batch: int = 64
+    cosine_scale: float = 10.0                     # Baseline++'s heads (pre-training and fine-tuning)
     head_steps: int = 100
-    head_lrs: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
-    all_steps: int = 20
-    all_lrs: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
-    test_queries: int = 15                         # per class, held-out tasks
-    test_tasks: int = 600
-    val_tasks: int = 100
+    head_lrs: tuple[float, ...] = (0.01, 0.1, 1.0)
+    cosine_lrs: tuple[float, ...] = (0.01, 0.1, 1.0)
+    all_steps: int = 10
+    all_lrs: tuple[float, ...] = (0.01, 0.1)
+    probe_steps: int = 100                         # L-BFGS iterations of the linear probe
+    test_queries: int = 15                         # per class, held-out and digit tasks
+    test_tasks: int = 200
+    val_tasks: int = 40
+    val_queries: int = 5                           # per class, validation tasks (5- and 20-way)
+    eval_chunk: int = 50                           # tasks scored at once
+
+    def __hash__(self) -> int:  # for caching what depends on the protocol (iterations is a dict)
+        return hash(json.dumps(asdict(self), sort_keys=True))
 
 
-QUICK = Protocol(hidden=8, ways=20, queries=1, meta_batch=2, iterations=3, test_steps=(1, 2), pretrain_steps=3,
-                 pretrain_batch=16, head_steps=2, head_lrs=(0.1,), all_steps=2, all_lrs=(0.1,), test_queries=2,
-                 test_tasks=4, val_tasks=2)
-BUDGET_SECONDS = 3600.0
+QUICK = Protocol(hidden=8, meta_batch=2, reptile_steps=1, reptile_meta_batch=1, protonet_ways=20,
+                 protonet_queries=1, iterations={name: 2 for name in ITERATIONS}, test_steps=(1, 2),
+                 reptile_test_steps=(1, 2), pretrain_batch=16, head_steps=2, head_lrs=(0.1,), cosine_lrs=(0.1,),
+                 all_steps=2, all_lrs=(0.1,), probe_steps=2, test_queries=2, test_tasks=4, val_tasks=2,
+                 val_queries=2, eval_chunk=2)
+# The MAML paper's sizes (20-way: meta-batch 16, five inner steps of 0.1; 60,000 iterations).
+FULL_PROTOCOL = Protocol(meta_batch=16, inner_lr=0.1, inner_steps=5, reptile_meta_batch=5,
+                         iterations={name: 60_000 for name in ITERATIONS}, test_steps=(1, 5, 10),
+                         reptile_test_steps=(10, 50), test_tasks=600, val_tasks=100, val_queries=15)
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -103,13 +202,13 @@ class Splits:
     alphabets: dict[str, list[str]]
 
 
-def small_splits(protocol: Protocol, root: str | None, seed: int) -> Splits:
+def small_splits(protocol: Protocol, root: str | None, seed: int, download: bool = True) -> Splits:
     """Training, validation and test alphabets of the two small background sets."""
-    everything = Omniglot(root, SMALL_SETS, protocol.image_size)
+    everything = Omniglot(root, SMALL_SETS, protocol.image_size, download=download)
     train, val, test = split_alphabets(everything.alphabets, protocol.split, seed=seed)
 
     def part(names: list[str], rotations: bool) -> Omniglot:
-        return Omniglot(root, SMALL_SETS, protocol.image_size, rotations=rotations, alphabets=names)
+        return Omniglot(root, SMALL_SETS, protocol.image_size, download=download, rotations=rotations, alphabets=names)
 
     return Splits(part(train, True), part(val, False), part(test, False),
                   {"train": train, "val": val, "test": test})
@@ -157,6 +256,42 @@ def tasks(dataset: Dataset, ways: int, shots: int, queries: int, count: int, see
     return NWayKShot(dataset, ways, shots, queries).sample(count, generator=torch.Generator().manual_seed(seed))
 
 
+@dataclass
+class Benchmark:
+    """One set of test tasks: its name, size, metric (``accuracy`` or, on Lake's runs, ``error``)."""
+
+    name: str
+    ways: int
+    shots: int
+    metric: str
+    tasks: TaskBatch
+
+
+def lake_benchmark(root: str | None, protocol: Protocol, download: bool) -> Benchmark:
+    runs = lake_one_shot_runs(root, protocol.image_size, download=download)
+    batch = TaskBatch(*(torch.cat([getattr(run, f) for run in runs]) for f in
+                        ("support_x", "support_y", "query_x", "query_y")))
+    return Benchmark("lake20", 20, 1, "error", batch)
+
+
+def digit_benchmarks(protocol: Protocol, seed: int) -> list[Benchmark]:
+    """5-way 1- and 5-shot tasks on scikit-learn's digits, seeded (the same for every method)."""
+    from mtlcode.digits import Digits
+
+    digits = Digits(protocol.image_size)
+    return [Benchmark(f"digits_5way{shots}shot", 5, shots, "accuracy",
+                      tasks(digits, 5, shots, protocol.test_queries, protocol.test_tasks, seed + 200 + i))
+            for i, shots in enumerate((1, 5))]
+
+
+def held_out_benchmarks(test: Dataset, protocol: Protocol, seed: int, full: bool) -> list[Benchmark]:
+    settings = [(w, s) for w in (5, 20) for s in (1, 5)] if full else [(5, 1), (5, 5)]
+    prefix = "test" if full else "heldout"
+    return [Benchmark(f"{prefix}_{w}way{s}shot", w, s, "accuracy",
+                      tasks(test, w, s, protocol.test_queries, protocol.test_tasks, seed + 100 + i))
+            for i, (w, s) in enumerate(settings)]
+
+
 # -- methods -------------------------------------------------------------------------------------
 
 def conv4(protocol: Protocol, ways: int, seed: int) -> Conv4:
@@ -164,23 +299,52 @@ def conv4(protocol: Protocol, ways: int, seed: int) -> Conv4:
     return Conv4(ways=ways, hidden=protocol.hidden, image_size=protocol.image_size)
 
 
-def with_ways(model: Conv4, ways: int, protocol: Protocol) -> Conv4:
-    """A copy of a meta-trained model for ``ways``-way tasks: the first ``ways`` rows of its head."""
-    if ways > model.head.out_features:
-        raise ValueError(f"the model was meta-trained {model.head.out_features}-way; cannot answer {ways}-way tasks")
-    smaller = Conv4(ways=ways, hidden=protocol.hidden, image_size=protocol.image_size)
-    state = model.state_dict()
-    state["head.weight"], state["head.bias"] = state["head.weight"][:ways], state["head.bias"][:ways]
-    smaller.load_state_dict(state)
-    return smaller
+def make_learner(name: str, model: Conv4, protocol: Protocol) -> Learner:
+    """Meta-learner ``name`` around ``model`` with the protocol's settings (ProtoNet takes its body)."""
+    p, ce = protocol, F.cross_entropy
+    if name in ("maml", "fomaml"):
+        return MAML(model, p.inner_lr, loss=ce, inner_steps=p.inner_steps, first_order=name == "fomaml")
+    if name == "anil":
+        return ANIL(model, p.inner_lr, loss=ce, inner_steps=p.inner_steps)
+    if name == "metasgd":
+        return MetaSGD(model, p.inner_lr, loss=ce, inner_steps=p.inner_steps)
+    if name == "reptile":
+        return Reptile(model, p.reptile_lr, loss=ce, inner_steps=p.reptile_steps)
+    if name == "protonet":
+        return ProtoNet(model.body)
+    raise ValueError(f"unknown meta-learner {name!r}; choose from {META_LEARNERS}")
 
 
-def score_maml(model: Conv4, protocol: Protocol, ways: int, steps: int, batch: TaskBatch,
-               first_order: bool) -> mtlcode.evaluation.Evaluation:
-    device = model.head.weight.device
-    maml = MAML(with_ways(model, ways, protocol).to(device), protocol.inner_lr, loss=F.cross_entropy,
-                first_order=first_order)
-    return mtlcode.evaluate(maml, batch, steps=steps, device=device)
+def episode_sizes(name: str, protocol: Protocol) -> tuple[int, int, int]:
+    """``(ways, queries per class, meta-batch)`` of the training episodes of meta-learner ``name``."""
+    if name == "protonet":
+        return protocol.protonet_ways, protocol.protonet_queries, protocol.protonet_meta_batch
+    if name == "reptile":
+        return protocol.ways, protocol.queries, protocol.reptile_meta_batch
+    return protocol.ways, protocol.queries, protocol.meta_batch
+
+
+def first_rows(state: dict[str, Any], ways: int) -> dict[str, Any]:
+    """``state`` with every head tensor (weights, biases, Meta-SGD's step sizes) cut to ``ways`` rows."""
+    def cut(key: str, value: Any) -> Any:
+        if isinstance(value, dict):
+            return first_rows(value, ways)
+        return value[:ways] if key.replace("__", ".") in ("head.weight", "head.bias") else value
+    return {key: cut(key, value) for key, value in state.items()}
+
+
+def for_ways(meta: Learner, name: str, ways: int, protocol: Protocol) -> Learner:
+    """The meta-trained learner answering ``ways``-way tasks: its head's first ``ways`` rows."""
+    if name == "protonet":
+        return meta
+    trained_ways = meta.model.head.out_features
+    if ways == trained_ways:
+        return meta
+    if ways > trained_ways:
+        raise ValueError(f"the model was meta-trained {trained_ways}-way; cannot answer {ways}-way tasks")
+    smaller = make_learner(name, Conv4(ways=ways, hidden=protocol.hidden, image_size=protocol.image_size), protocol)
+    smaller.load_state_dict(first_rows(meta.state_dict(), ways))
+    return smaller.to(meta.model.head.weight.device)
 
 
 def fine_tuner(model: Conv4, mode: str, steps: int, lr: float):
@@ -193,220 +357,441 @@ def fine_tuner(model: Conv4, mode: str, steps: int, lr: float):
     return adapt_and_predict
 
 
-# -- one worker per method -----------------------------------------------------------------------
+def score(method: Learner | Callable, batch: TaskBatch, protocol: Protocol, device: str,
+          steps: int | None = None) -> Evaluation:
+    """Per-task accuracy of ``method`` on ``batch``, ``eval_chunk`` tasks at a time (bounded memory)."""
+    chunks = [batch[i:i + protocol.eval_chunk] for i in range(0, len(batch), protocol.eval_chunk)]
+    return mtlcode.evaluate(method, chunks, steps=steps, device=device)
+
+
+def best_setting(options: Sequence[Any], accuracy: Callable[[Any], float]) -> tuple[Any, dict[Any, float]]:
+    """The option with the highest validation accuracy (the first on ties), and every option's accuracy."""
+    if len(options) == 1:
+        return options[0], {}  # nothing to choose: skip the validation run
+    scores = {option: accuracy(option) for option in options}
+    return max(scores, key=scores.get), scores
+
+
+Scorer = Callable[[Benchmark], Evaluation]
+
+
+def meta_scorers(method: str, name: str, meta: Learner, val: dict[int, TaskBatch], protocol: Protocol,
+                 device: str) -> tuple[dict[str, Scorer], dict[str, Any]]:
+    """``{method: scorer}`` of meta-learner ``name``, its test-time steps per way count picked on ``val``.
+
+    Without validation tasks (the Lake trainings have seen the validation alphabet) the learner
+    adapts with its own training steps.
+    """
+    if name == "protonet":
+        return {method: lambda b: score(meta, b.tasks, protocol, device)}, {}
+    grid = protocol.reptile_test_steps if name == "reptile" else protocol.test_steps
+    steps, accuracy = {}, {}
+    for ways, batch in val.items():
+        learner = for_ways(meta, name, ways, protocol)
+        steps[ways], accuracy[ways] = best_setting(grid, _val_accuracy(learner, batch, protocol, device))
+
+    def scorer(b: Benchmark) -> Evaluation:
+        return score(for_ways(meta, name, b.ways, protocol), b.tasks, protocol, device, steps.get(b.ways))
+    return {method: scorer}, {"test_steps": steps, "val_accuracy_by_steps": accuracy}
+
+
+def _val_accuracy(learner: Learner, batch: TaskBatch, protocol: Protocol, device: str) -> Callable[[int], float]:
+    return lambda steps: score(learner, batch, protocol, device, steps).mean
+
+
+def _fine_tuning_accuracy(model: Conv4, mode: str, steps: int, batch: TaskBatch, protocol: Protocol,
+                          device: str) -> Callable[[float], float]:
+    return lambda lr: score(fine_tuner(model, mode, steps, lr), batch, protocol, device).mean
+
+
+def transfer_scorers(name: str, model: Conv4, val: dict[int, TaskBatch], protocol: Protocol,
+                     device: str) -> tuple[dict[str, Scorer], dict[str, Any]]:
+    """Scorers of the fine-tuning methods of a pre-trained model, step sizes picked on ``val``."""
+    p = protocol
+    settings = {"finetune_head": ("head", p.head_steps, p.head_lrs), "finetune_all": ("all", p.all_steps, p.all_lrs),
+                "finetune_linear_probe": ("linear_probe", p.probe_steps, (0.0,)),  # L-BFGS: no step size
+                "baselinepp": ("head", p.head_steps, p.cosine_lrs)}
+    scorers, info = {}, {}
+    for method in TRANSFER[name]:
+        mode, steps, lrs = settings[method]
+        lr, accuracy = {}, {}
+        for ways, batch in val.items():
+            lr[ways], accuracy[ways] = best_setting(lrs, _fine_tuning_accuracy(model, mode, steps, batch, p, device))
+        scorers[method] = _fine_tuning_scorer(model, mode, steps, lr, lrs[0], p, device)
+        info[method] = {"mode": mode, "steps": steps, "lr": lr, "val_accuracy_by_lr": accuracy}
+    return scorers, info
+
+
+def _fine_tuning_scorer(model: Conv4, mode: str, steps: int, lr: dict[int, float], default_lr: float,
+                        protocol: Protocol, device: str) -> Scorer:
+    def scorer(b: Benchmark) -> Evaluation:
+        return score(fine_tuner(model, mode, steps, lr.get(b.ways, default_lr)), b.tasks, protocol, device)
+    return scorer
+
+
+# -- one part: one training, one seed ------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Job:
-    method: str                      # "maml", "fomaml" or "pretrained"
+    name: str                        # a meta-learner, a transfer training, or "<meta-learner>_lake"
+    seed: int                        # the training seed
     protocol: Protocol
-    seed: int
-    root: str | None
-    benchmarks: tuple[tuple[str, int, int], ...]   # (name, ways, shots) of held-out task sets
-    lake: bool = True
+    split_seed: int                  # the split and the test tasks: the same for every job
+    partials: Partials
+    root: str | None = None
     full: bool = False
     download: bool = False
     progress: bool = False
     device: str = "cpu"
     models: str | None = None        # a folder to save the trained weights in
 
+    @property
+    def learner(self) -> str:
+        return self.name.removesuffix(LAKE)
 
-def save_model(job: Job, model: Conv4) -> None:
+
+def estimated_seconds(name: str, protocol: Protocol) -> float:
+    """A part's expected seconds, two workers on two CPU cores (the module docstring's plan)."""
+    base = name.removesuffix(LAKE)
+    scoring = LAKE_SCORING_SECONDS if name.endswith(LAKE) else SCORING_SECONDS[base]
+    return iterations_of(protocol, name) * SECONDS_PER_ITERATION[base] + scoring
+
+
+def iterations_of(protocol: Protocol, name: str) -> int:
+    """Training iterations of job ``name``; a Lake training not listed takes its learner's."""
+    return protocol.iterations.get(name, protocol.iterations[name.removesuffix(LAKE)])
+
+
+def train_meta_learner(job: Job, data: Dataset) -> tuple[Learner, dict[str, Any]]:
+    p = job.protocol
+    ways, queries, meta_batch = episode_sizes(job.learner, p)
+    meta = make_learner(job.learner, conv4(p, ways, job.seed), p)
+    sampler = NWayKShot(data, ways, p.shots, queries)
+    history = mtlcode.meta_train(meta, lambda g: sampler.sample(meta_batch, generator=g), iterations_of(p, job.name),
+                                 p.meta_lr, seed=job.seed, progress=job.progress, device=job.device)
+    last = history["metric"][-50:]
+    return meta, {"episodes": {"ways": ways, "queries": queries, "meta_batch": meta_batch},
+                  "final_train_accuracy": sum(last) / len(last)}
+
+
+def pretrain_model(job: Job, data: Dataset) -> tuple[Conv4, dict[str, Any]]:
+    """Supervised pre-training on every training class; Baseline++ with a cosine head."""
+    p = job.protocol
+    classes = int(data.targets.max()) + 1
+    model = conv4(p, classes, job.seed)
+    if job.name == "baselinepp":
+        model.head = CosineHead(model.feature_dim, classes, p.cosine_scale)
+    losses = pretrain(model, data, iterations_of(p, job.name), p.meta_lr, p.pretrain_batch,
+                      generator=torch.Generator().manual_seed(job.seed), device=job.device, progress=job.progress)
+    last = losses[-50:]
+    return model, {"classes": classes, "final_train_loss": sum(last) / len(last)}
+
+
+def save_model(job: Job, state: dict[str, Any]) -> None:
     if job.models is not None:
-        save_checkpoint(Path(job.models) / f"{job.method}.pt", model.state_dict())
+        save_checkpoint(Path(job.models) / f"{job.name}-seed{job.seed}.pt", state)
+
+
+def task_rows(method: str, scorer: Scorer, benchmarks: list[Benchmark]) -> list[dict[str, Any]]:
+    """One row per benchmark, with the per-task values (for paired comparisons across methods)."""
+    rows = []
+    for b in benchmarks:
+        evaluation = scorer(b)
+        values = evaluation.values if b.metric == "accuracy" else [1.0 - v for v in evaluation.values]
+        rows.append({"method": method, "benchmark": b.name, "ways": b.ways, "shots": b.shots, "metric": b.metric,
+                     "mean": sum(values) / len(values), "ci95": evaluation.ci95, "tasks": len(values),
+                     "values": values})
+    return rows
+
+
+@functools.lru_cache(maxsize=2)
+def shared_material(protocol: Protocol, split_seed: int, root: str | None, full: bool, download: bool,
+                    lake_training: bool) -> tuple[Splits, Dataset, list[Benchmark], dict[int, TaskBatch]]:
+    """``(splits, training data, benchmarks, validation tasks)``: the same for every part of a kind,
+    so a worker process builds them once (they are seeded by ``split_seed`` alone)."""
+    p = protocol
+    splits = full_splits(p, root, split_seed, download) if full else small_splits(p, root, split_seed, download)
+    benchmarks = [] if lake_training else held_out_benchmarks(splits.test, p, split_seed, full)
+    if not full:
+        benchmarks.append(lake_benchmark(root, p, download))
+    benchmarks += digit_benchmarks(p, split_seed)
+    # Settings are picked per way count on 1-shot tasks of the validation alphabet(s).
+    val = {} if lake_training else {w: tasks(splits.val, w, 1, p.val_queries, p.val_tasks, split_seed + 99 + w)
+                                    for w in sorted({b.ways for b in benchmarks})}
+    if lake_training:  # every alphabet of the small sets; the evaluation alphabets stay unseen
+        data = Omniglot(root, SMALL_SETS, p.image_size, download=download, rotations=True)
+    else:
+        data = splits.train
+    return splits, data, benchmarks, val
 
 
 def run_job(job: Job) -> dict[str, Any]:
-    """Train one method, pick its test-time setting on validation tasks, score it everywhere."""
+    """Train one method with one seed, pick its test-time settings, score it, save the part."""
     torch.set_num_threads(1)
     started = time.perf_counter()
-    protocol, seed = job.protocol, job.seed
-    splits = full_splits(protocol, job.root, seed, job.download) if job.full else small_splits(protocol, job.root, seed)
-    lake = lake_one_shot_runs(job.root, protocol.image_size, download=job.download) if job.lake else []
-    lake_batch = TaskBatch(*(torch.cat([getattr(run, f) for run in lake]) for f in
-                             ("support_x", "support_y", "query_x", "query_y"))) if lake else None
-    held_out = {name: tasks(splits.test, ways, shots, protocol.test_queries, protocol.test_tasks, seed + 100 + i)
-                for i, (name, ways, shots) in enumerate(job.benchmarks)}
-    scored = [(name, ways, shots, held_out[name]) for name, ways, shots in job.benchmarks]
-    if lake_batch is not None:
-        scored.append(("lake20", 20, 1, lake_batch))
-    # Test-time settings are picked per way count, on 1-shot tasks of the validation alphabets.
-    val = {ways: tasks(splits.val, ways, 1, protocol.test_queries, protocol.val_tasks, seed + 99 + ways)
-           for ways in sorted({ways for _, ways, _, _ in scored})}
-    rows: list[dict[str, Any]] = []
-    info: dict[str, Any] = {}
-
-    def add(method: str, benchmark: str, ways: int, shots: int, score: mtlcode.evaluation.Evaluation) -> None:
-        if benchmark == "lake20":
-            rows.append({"method": method, "benchmark": benchmark, "ways": ways, "shots": shots, "metric": "error",
-                         "mean": 1 - score.mean, "ci95": score.ci95, "tasks": len(score.values)})
-        else:
-            rows.append({"method": method, "benchmark": benchmark, "ways": ways, "shots": shots,
-                         "metric": "accuracy", "mean": score.mean, "ci95": score.ci95, "tasks": len(score.values)})
-
-    if job.method in ("maml", "fomaml"):
-        first_order = job.method == "fomaml"
-        model = conv4(protocol, protocol.ways, seed).to(job.device)
-        maml = MAML(model, protocol.inner_lr, loss=F.cross_entropy, inner_steps=protocol.inner_steps,
-                    first_order=first_order)
-        sampler = NWayKShot(splits.train, protocol.ways, protocol.shots, protocol.queries)
-        history = mtlcode.meta_train(maml, lambda g: sampler.sample(protocol.meta_batch, generator=g),
-                                     protocol.iterations, protocol.meta_lr, seed=seed, progress=job.progress,
-                                     device=job.device)
+    p = job.protocol
+    splits, data, benchmarks, val = shared_material(p, job.split_seed, job.root, job.full, job.download,
+                                                    job.name.endswith(LAKE))
+    if job.learner in TRANSFER:
+        model, info = pretrain_model(job, data)
+        save_model(job, model.state_dict())
         info["train_seconds"] = time.perf_counter() - started
-        save_model(job, model)
-        info["final_train_accuracy"] = sum(history["metric"][-50:]) / len(history["metric"][-50:])
-        val_scores = {ways: {s: score_maml(model, protocol, ways, s, batch, first_order).mean
-                             for s in protocol.test_steps} for ways, batch in val.items()}
-        best_steps = {ways: max(scores, key=scores.get) for ways, scores in val_scores.items()}
-        info.update(val_accuracy_by_steps=val_scores, test_steps=best_steps)
-        for name, ways, shots, batch in scored:
-            add(job.method, name, ways, shots, score_maml(model, protocol, ways, best_steps[ways], batch, first_order))
-    elif job.method == "pretrained":
-        model = conv4(protocol, int(splits.train.targets.max()) + 1, seed)
-        losses = pretrain(model, splits.train, protocol.pretrain_steps, protocol.meta_lr, protocol.pretrain_batch,
-                          generator=torch.Generator().manual_seed(seed), device=job.device, progress=job.progress)
-        info["train_seconds"] = time.perf_counter() - started
-        save_model(job, model)
-        info["final_train_loss"] = sum(losses[-50:]) / len(losses[-50:])
-        for mode, steps, lrs in (("head", protocol.head_steps, protocol.head_lrs),
-                                 ("all", protocol.all_steps, protocol.all_lrs)):
-            method = f"finetune_{mode}"
-            val_scores = {ways: {lr: mtlcode.evaluate(fine_tuner(model, mode, steps, lr), batch, device=job.device).mean
-                                 for lr in lrs} for ways, batch in val.items()}
-            best_lr = {ways: max(scores, key=scores.get) for ways, scores in val_scores.items()}
-            info[method] = {"steps": steps, "lr": best_lr, "val_accuracy_by_lr": val_scores}
-            for name, ways, shots, batch in scored:
-                add(method, name, ways, shots,
-                    mtlcode.evaluate(fine_tuner(model, mode, steps, best_lr[ways]), batch, device=job.device))
+        scorers, settings = transfer_scorers(job.name, model, val, p, job.device)
     else:
-        raise ValueError(f"unknown method {job.method!r}")
-    info["seconds"] = time.perf_counter() - started
-    return {"method": job.method, "rows": rows, "info": info, "alphabets": splits.alphabets}
+        meta, info = train_meta_learner(job, data)
+        save_model(job, meta.state_dict())
+        info["train_seconds"] = time.perf_counter() - started
+        scorers, settings = meta_scorers(job.name, job.learner, meta, val, p, job.device)
+    rows = [row for method, scorer in scorers.items() for row in task_rows(method, scorer, benchmarks)]
+    info.update(settings=settings, seconds=time.perf_counter() - started, device=job.device)
+    part = {"rows": rows, "info": info, "alphabets": splits.alphabets}
+    job.partials.save(job.name, job.seed, part, own={"iterations": iterations_of(p, job.name)})
+    return part
 
 
-def run_jobs(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
-    """Run the jobs in ``workers`` processes (one thread each), longest first; 1: in this process."""
-    if workers <= 1:
-        return [run_job(job) for job in jobs]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(run_job, jobs))
+# -- combining the parts -------------------------------------------------------------------------
+
+def combine(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (method, benchmark): the per-seed scores and their mean with a t-interval over seeds."""
+    cells: dict[tuple[str, str], list[tuple[int, dict[str, Any], str]]] = {}
+    for part in parts:
+        for row in part["rows"]:
+            cells.setdefault((row["method"], row["benchmark"]), []).append((part["seed"], row, part["job"]))
+    rows = []
+    for (method, benchmark), found in cells.items():
+        found.sort(key=lambda item: item[0])
+        first = found[0][1]
+        per_seed = [row["mean"] for _, row, _ in found]
+        rows.append({"method": method, "benchmark": benchmark, "ways": first["ways"], "shots": first["shots"],
+                     "metric": first["metric"], **over_seeds(per_seed), "per_seed": per_seed,
+                     "per_seed_ci95": [row["ci95"] for _, row, _ in found],
+                     "training_seeds": [seed for seed, _, _ in found], "tasks": first["tasks"],
+                     "training": found[0][2]})
+    return rows
 
 
-# -- the two protocols ---------------------------------------------------------------------------
-
-def small(args, argv: list[str] | None, protocol: Protocol, started: float, device: torch.device) -> dict[str, Any]:
-    benchmarks = (("heldout_5way1shot", 5, 1), ("heldout_5way5shot", 5, 5))
-    jobs = [Job(m, protocol, args.seed, args.root, benchmarks, download=not args.no_download,
-                progress=not args.no_progress and args.workers <= 1, device=str(device), models=args.models)
-            for m in ("maml", "fomaml", "pretrained")]
-    results = run_jobs(jobs, args.workers)
-    rows = [row for result in results for row in result["rows"]]
-    published = [{"method": m, "benchmark": "lake20", "metric": "error", "mean": v, "source": "lake2015omniglot"}
-                 for m, v in PUBLISHED_LAKE20.items()]
-    return write_result(args.out, rows, started, BUDGET_SECONDS, device, args.seed, "benchmarks.omniglot", argv,
-                        protocol=asdict(protocol), alphabets=results[0]["alphabets"],
-                        methods={r["method"]: r["info"] for r in results}, published=published)
+def better(metric: str) -> Callable[[float], float]:
+    """A key that ranks the best score highest: accuracy up, error down."""
+    return (lambda v: -v) if metric == "error" else (lambda v: v)
 
 
-def full(args, argv: list[str] | None, protocol: Protocol, started: float,
-         device: torch.device) -> dict[str, Any] | None:
-    """The MAML paper's four Omniglot settings; None (with a message) when the data is missing."""
-    sets = FULL_SETS
+def paired_difference(a: list[float], b: list[float]) -> dict[str, Any]:
+    differences = [x - y for x, y in zip(a, b)]
+    if len(a) != len(b):
+        raise ValueError("paired scores need the same test tasks")
+    return {"mean": sum(differences) / len(differences), "ci95": ci95_half_width(differences),
+            "tasks": len(differences)}
+
+
+def comparisons(rows: list[dict[str, Any]], parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Best meta-learner against best transfer method on every benchmark, paired on the same tasks.
+
+    Trainings of their own for Lake's runs are left out: they saw more alphabets than the rest.
+    ``difference`` is meta-learner minus transfer (positive: the meta-learner is more accurate,
+    or on ``lake20`` makes more errors). Per seed: the mean paired difference over tasks with
+    its t-interval; over seeds: the mean of those with a t-interval over seeds.
+    """
+    transfer = {m for methods in TRANSFER.values() for m in methods}
+    values = {(row["method"], row["benchmark"], part["seed"]): row["values"] for part in parts for row in part["rows"]}
+    out = []
+    for benchmark in dict.fromkeys(row["benchmark"] for row in rows):
+        here = [row for row in rows if row["benchmark"] == benchmark and row["mean"] is not None]
+        meta = [row for row in here if row["method"] in META_LEARNERS]
+        other = [row for row in here if row["method"] in transfer]
+        if not meta or not other:
+            continue
+        key = better(here[0]["metric"])
+        a, b = max(meta, key=lambda r: key(r["mean"])), max(other, key=lambda r: key(r["mean"]))
+        seeds = sorted(set(a["training_seeds"]) & set(b["training_seeds"]))
+        per_seed = [{"seed": seed, **paired_difference(values[a["method"], benchmark, seed],
+                                                       values[b["method"], benchmark, seed])} for seed in seeds]
+        out.append({"benchmark": benchmark, "metric": here[0]["metric"], "meta_learner": a["method"],
+                    "transfer": b["method"], "difference": "meta_learner - transfer", "per_seed": per_seed,
+                    **over_seeds([d["mean"] for d in per_seed])})
+    return out
+
+
+def lake_marks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every method's lake20 error (mean over seeds) minus each published mark; negative: better."""
+    marks = []
+    for row in rows:
+        if row["benchmark"] != "lake20" or row["mean"] is None:
+            continue
+        distance = {mark: row["mean"] - PUBLISHED_LAKE20[mark][0] for mark in LAKE_MARKS}
+        marks.append({"method": row["method"], "error": row["mean"], "ci95": row["ci95"], "distance": distance,
+                      "meets_target": row["mean"] <= LAKE_TARGET})
+    return sorted(marks, key=lambda m: m["error"])
+
+
+def published_rows(full: bool) -> list[dict[str, Any]]:
+    if full:
+        return [{"method": "maml", "benchmark": f"test_{w}way{s}shot", "metric": "accuracy", "mean": v,
+                 "source": "finn2017maml"} for (w, s), v in PUBLISHED_FULL.items()]
+    return [{"method": m, "benchmark": "lake20", "metric": "error", "mean": v, "source": source}
+            for m, (v, source) in PUBLISHED_LAKE20.items()]
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+def trainings(args: Any) -> list[str]:
+    """The jobs' names: the chosen methods' trainings on the split, then the Lake trainings."""
+    names = list(args.methods)
+    if not args.full:
+        names += [f"{learner}{LAKE}" for learner in args.lake_learners]
+    return names
+
+
+def plan_table(names: list[str], seeds: list[int], protocol: Protocol, workers: int) -> str:
+    """The expected seconds of every part and of the whole run (longest parts first on ``workers``)."""
+    lines, loads = [], [0.0] * max(workers, 1)
+    for name in names:
+        seconds = estimated_seconds(name, protocol)
+        lines.append(f"{name:>15}  {iterations_of(protocol, name):>6} iterations  {seconds:7.0f} s per seed")
+    for seconds in sorted((estimated_seconds(n, protocol) for n in names for _ in seeds), reverse=True):
+        loads[loads.index(min(loads))] += seconds
+    lines.append(f"{len(names) * len(seeds)} parts: about {max(loads) / 60:.0f} min on {workers} worker(s) "
+                 f"(budget {BUDGET_SECONDS / 60:.0f} min)")
+    return "\n".join(lines)
+
+
+def full_archives_missing(args: Any, protocol: Protocol) -> bool:
     try:
-        Omniglot(args.root, sets, protocol.image_size, download=not args.no_download)
+        Omniglot(args.root, FULL_SETS, protocol.image_size, download=not args.no_download)
     except (FileNotFoundError, RuntimeError) as error:
-        print(f"The full Omniglot protocol needs {', '.join(f'images_{s}.zip' for s in sets)}, which are not "
+        print(f"The full Omniglot protocol needs {', '.join(f'images_{s}.zip' for s in FULL_SETS)}, which are not "
               f"available here:\n  {error}\nRun it where they can be downloaded (Colab, a GPU machine); "
               "the small protocol runs without them.", file=sys.stderr)
-        return None
-    rows, infos = [], {}
-    for ways, shots in PUBLISHED_FULL:
-        # Paper: 5-way with meta-batch 32 and one step of 0.4; 20-way with 16 and five steps of 0.1.
-        setting = replace(protocol, ways=ways, shots=shots, queries=protocol.queries,
-                          meta_batch=protocol.meta_batch if args.quick else (32 if ways == 5 else 16),
-                          inner_lr=0.4 if ways == 5 else 0.1, inner_steps=1 if ways == 5 else 5)
-        job = Job("maml", setting, args.seed, args.root, ((f"test_{ways}way{shots}shot", ways, shots),),
-                  lake=False, full=True, download=not args.no_download, progress=not args.no_progress,
-                  device=str(device))
-        result = run_job(job)
-        rows += result["rows"]
-        infos[f"{ways}way{shots}shot"] = result["info"]
-        row = result["rows"][-1]
-        print(f"{ways}-way {shots}-shot: MAML {row['mean']:.3f} ± {row['ci95']:.3f} "
-              f"(paper {PUBLISHED_FULL[ways, shots]:.3f})")
-    published = [{"method": "maml", "benchmark": f"test_{w}way{s}shot", "metric": "accuracy", "mean": v,
-                  "source": "finn2017maml"} for (w, s), v in PUBLISHED_FULL.items()]
-    return write_result(args.out, rows, started, None, device, args.seed, "benchmarks.omniglot", argv,
-                        protocol=asdict(protocol), methods=infos, published=published)
+        return True
+    return False
 
 
-FULL_PROTOCOL = Protocol(queries=1, iterations=60_000)
+def run(args: Any, argv: list[str] | None, protocol: Protocol, started: float, device: torch.device) -> dict[str, Any]:
+    """Run the missing parts, combine every part, write the result file."""
+    names = trainings(args)
+    # A part depends on the whole protocol, but of the iterations only on its own training's
+    # (checked per part): raising one training's iterations recomputes that training's parts alone.
+    shared = {k: v for k, v in asdict(protocol).items() if k != "iterations"}
+    partials = Partials(args.out, {"protocol": shared, "split_seed": args.seed, "full": args.full,
+                                   "sets": FULL_SETS if args.full else SMALL_SETS})
+    if not args.full:  # fetch the small sets and Lake's runs once, before the workers start
+        small_splits(protocol, args.root, args.seed, download=not args.no_download)
+        lake_one_shot_runs(args.root, protocol.image_size, download=not args.no_download)
+    jobs = [Job(name, seed, protocol, args.seed, partials, args.root, args.full, not args.no_download,
+                progress=not args.no_progress and args.workers <= 1, device=str(device), models=args.models)
+            for name in names for seed in args.seeds]
+
+    def finished(job: Job) -> dict[str, Any] | None:
+        return partials.load(job.name, job.seed, own={"iterations": iterations_of(protocol, job.name)})
+
+    todo = [job for job in jobs if finished(job) is None]
+    todo.sort(key=lambda job: estimated_seconds(job.name, protocol), reverse=True)
+    run_parts(run_job, todo, args.workers, progress=not args.no_progress, desc="omniglot parts")
+    parts = [finished(job) for job in jobs]
+    rows = combine(parts)
+    return write_result(
+        args.out, rows, started, None if args.full else BUDGET_SECONDS, device, args.seed, "benchmarks.omniglot",
+        argv, interval="t", seeds=list(args.seeds), protocol=asdict(protocol), alphabets=parts[0]["alphabets"],
+        partial_dir=partials.folder.name, computed=[f"{j.name}-seed{j.seed}" for j in todo],
+        compute_seconds=round(sum(part["info"]["seconds"] for part in parts), 1),
+        methods={f"{part['job']}-seed{part['seed']}": part["info"] for part in parts},
+        comparisons=comparisons(rows, parts), lake20_marks=lake_marks(rows) if not args.full else [],
+        published=published_rows(args.full))
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Accuracy of every method on every benchmark (bars with 95% CIs), published figures as lines."""
+    """Accuracy of every method on every benchmark: seed means (bars, 95% t-intervals over seeds),
+    seeds (dots), published figures (dashed lines); meta-learners blue, transfer orange."""
     import matplotlib.pyplot as plt
 
     benchmarks = list(dict.fromkeys(row["benchmark"] for row in result["rows"]))
-    methods = list(dict.fromkeys(row["method"] for row in result["rows"]))
-    fig, axes = plt.subplots(1, len(benchmarks), figsize=(3.6 * len(benchmarks), 3.4), sharey=True, squeeze=False)
-    for ax, benchmark in zip(axes[0], benchmarks):
-        rows = {row["method"]: row for row in result["rows"] if row["benchmark"] == benchmark}
-        accuracy = [1 - rows[m]["mean"] if rows[m]["metric"] == "error" else rows[m]["mean"] for m in methods]
-        ax.bar(methods, accuracy, yerr=[rows[m]["ci95"] for m in methods], capsize=3, color="tab:blue", alpha=0.8)
-        published = [row for row in result.get("published", []) if row["benchmark"] == benchmark]
-        for i, row in enumerate(published):
+    columns = min(3, len(benchmarks))
+    lines = -(-len(benchmarks) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(4.6 * columns, 3.9 * lines), sharey=True, squeeze=False)
+    transfer = {m for methods in TRANSFER.values() for m in methods}
+    for ax, benchmark in zip(axes.flat, benchmarks):
+        rows = [row for row in result["rows"] if row["benchmark"] == benchmark and row["mean"] is not None]
+
+        def accuracy(row: dict[str, Any], v: float) -> float:
+            return 1 - v if row["metric"] == "error" else v
+
+        ax.bar([r["method"] for r in rows], [accuracy(r, r["mean"]) for r in rows],
+               yerr=[r["ci95"] or 0 for r in rows], capsize=3, alpha=0.75,
+               color=["tab:orange" if r["method"] in transfer else "tab:blue" for r in rows])
+        for i, row in enumerate(rows):
+            ax.plot([i] * len(row["per_seed"]), [accuracy(row, v) for v in row["per_seed"]], "k.", ms=3)
+        for j, row in enumerate(r for r in result.get("published", []) if r["benchmark"] == benchmark):
             level = 1 - row["mean"] if row["metric"] == "error" else row["mean"]
             ax.axhline(level, ls="--", lw=1, color="grey")
             # Alternate sides so that close figures (people, BPL) keep readable labels.
-            x, side = (len(methods) - 0.5, "right") if i % 2 == 0 else (-0.5, "left")
+            x, side = (len(rows) - 0.5, "right") if j % 2 == 0 else (-0.5, "left")
             ax.text(x, level, row["method"].replace("_", " "), fontsize=7, ha=side, va="bottom")
-        ax.set_title(benchmark)
+        ax.set_title(benchmark + (" (accuracy = 1 - error)" if rows and rows[0]["metric"] == "error" else ""))
         ax.set_ylim(0, 1)
-        ax.tick_params(axis="x", labelrotation=45)
-    axes[0][0].set_ylabel("accuracy (95% CI)")
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    for ax in list(axes.flat)[len(benchmarks):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy: mean over seeds\n(95% t-interval), seeds as dots", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def print_table(result: dict[str, Any]) -> None:
+    def pm(mean: float | None, ci95: float | None) -> str:
+        return "n/a" if mean is None else f"{mean:.3f}" + ("" if ci95 is None else f" ± {ci95:.3f}")
+
     for row in result["rows"]:
-        print(f"{row['method']:>14}  {row['benchmark']:<18} {row['metric']:<8} {row['mean']:.3f} ± {row['ci95']:.3f}")
-    for row in result.get("published", []):
-        print(f"{row['method']:>14}  {row['benchmark']:<18} {row['metric']:<8} {row['mean']:.3f}  ({row['source']})")
-    print(f"wall time {result['wall_seconds']:.0f} s (budget {result['budget_seconds']})")
+        seeds = ", ".join(f"{v:.3f}" for v in row["per_seed"])
+        print(f"{row['method']:>22}  {row['benchmark']:<18} {row['metric']:<8} {pm(row['mean'], row['ci95'])} "
+              f"over {row['seeds']} seeds  [{seeds}]")
+    for c in result["comparisons"]:
+        print(f"{c['benchmark']:<18} {c['meta_learner']} - {c['transfer']}: {pm(c['mean'], c['ci95'])} (paired)")
+    for m in result["lake20_marks"]:
+        print(f"lake20 {m['method']:>22} error {m['error']:.3f}: " +
+              ", ".join(f"{k} {v:+.3f}" for k, v in m["distance"].items()))
+    print(f"wall time {result['wall_seconds']:.0f} s, parts computed now: {len(result['computed'])}, "
+          f"compute of all parts {result['compute_seconds']:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
-    p = parser(__doc__.splitlines()[0], "omniglot_small.json")
+    p = parser(__doc__.splitlines()[0], "omniglot_v2.json")
     p.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
-    p.add_argument("--full", action="store_true", help="the MAML paper's protocol on the full archives")
+    p.add_argument("--full", action="store_true", help="the MAML paper's sizes on the full archives")
+    p.add_argument("--plan", action="store_true", help="print the expected time of every part and exit")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    p.add_argument("--methods", nargs="+", default=[*META_LEARNERS, *TRANSFER], choices=[*META_LEARNERS, *TRANSFER],
+                   help="trainings on the split (default: all)")
+    p.add_argument("--lake-learners", nargs="*", default=["protonet"], choices=META_LEARNERS,
+                   help="meta-learners also trained on every small-set alphabet for Lake's runs (default protonet)")
     p.add_argument("--root", default=None, help="Omniglot folder (default: $MTLCODE_DATA, then the user cache)")
     p.add_argument("--no-download", action="store_true", help="never download missing archives")
-    p.add_argument("--iterations", type=int, default=None, help="override the meta-training iterations")
-    p.add_argument("--models", default=None, help="save the trained weights (<method>.pt) in this folder")
+    p.add_argument("--iterations", type=int, default=None, help="override every training's iterations")
+    p.add_argument("--models", default=None, help="save the trained weights (<job>-seed<k>.pt) in this folder")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                   help="processes for the methods (1: in this process)")
+                   help="processes for the parts (1: in this process)")
     args = p.parse_args(argv)
     started = time.perf_counter()
     device = torch.device(args.device) if args.device else mtlcode.device()
     if device.type != "cpu":
-        args.workers = 1  # one accelerator: the methods take turns on it
+        args.workers = 1  # one accelerator: the parts take turns on it
     protocol = QUICK if args.quick else (FULL_PROTOCOL if args.full else Protocol())
     if args.iterations is not None:
         if args.iterations < 1:
             p.error("--iterations must be at least 1")
-        protocol = replace(protocol, iterations=args.iterations)
-    mtlcode.seed_everything(args.seed)
+        protocol = replace(protocol, iterations={name: args.iterations for name in protocol.iterations})
+    if len(set(args.seeds)) != len(args.seeds):
+        p.error("--seeds must be distinct")
+    if args.plan:
+        print(plan_table(trainings(args), args.seeds, protocol, args.workers))
+        return None
     if args.full:
-        if args.out == RESULTS / "omniglot_small.json":
-            args.out = RESULTS / "omniglot_full.json"
-        result = full(args, argv, protocol, started, device)
-        if result is None:
+        if args.out == RESULTS / "omniglot_v2.json":
+            args.out = RESULTS / "omniglot_v2_full.json"
+        if full_archives_missing(args, protocol):
             return None
-    else:
-        result = small(args, argv, protocol, started, device)
+    mtlcode.seed_everything(args.seed)
+    result = run(args, argv, protocol, started, device)
     plot(result, args.out.with_suffix(".png"))
     if not args.no_progress:
         print_table(result)

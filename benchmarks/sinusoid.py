@@ -1,22 +1,44 @@
-"""Sinusoid regression with the MAML paper's protocol: MAML, first-order MAML, a pretrained baseline.
+"""Sinusoid regression v2: MAML, first-order MAML and fine-tuning baselines over several training seeds.
 
 The protocol of Finn et al. (2017, section 5.1): tasks ``y = A sin(x - phase)`` with A in
 [0.1, 5], phase in [0, pi], x in [-5, 5]; a 1-40-40-1 ReLU network; inner step size 0.01, one
 inner step; Adam with 1e-3; meta-batches of 25 tasks; 70,000 iterations; trained with K=10.
-The baseline pretrains one network on all tasks at once (regressing pooled points of random
-sinusoids), then fine-tunes it at test time with plain gradient descent on the K points, its step
-size tuned on separate validation tasks.
+Every training runs once per training seed (``--seeds``, default 0 1 2). The methods:
 
-All methods are scored on the same 600 fresh tasks: MSE on 100 query points after 1, 5 and 10
-gradient steps on K = 5, 10, 20 support points (mean with its 95% confidence interval over tasks,
-the median, and how many tasks diverged: with a fixed step size, a few sharply curved tasks can
-blow up, and one of them is enough to dominate a mean).
+* ``maml``, ``fomaml``: adapted with plain gradient steps of 0.01, as meta-trained;
+* ``pretrained``: the paper's baseline, kept as it was (``pooled pre-training, SGD``): one network
+  regresses pooled points of random sinusoids (it learns the average curve, about zero), then is
+  fine-tuned with plain gradient descent, its step size tuned per K on validation tasks;
+* ``pretrained_adam``: the same pooled network fine-tuned with Adam, its learning rate tuned on
+  validation tasks for every K and number of steps;
+* ``multihead_adam``: a fairer transfer baseline. Pre-training fits a pool of training tasks at
+  once with a shared body and *one head per task* (multi-task learning: the body must learn
+  features from which every sinusoid is a linear read-out, instead of the average curve); a
+  test task starts from the mean head and fine-tunes every weight with Adam, tuned as above.
 
-    python -m benchmarks.sinusoid           # full protocol, ~4-5 minutes on 2 CPU cores
+All methods are scored on the same 600 fresh tasks (``--seed``): MSE on 100 query points after
+1, 5, 10 and 100 steps on K = 5, 10, 20 support points (full batch, every weight). With a fixed
+step size a few sharply curved tasks can blow up, and one of them is enough to dominate a mean,
+so diverged tasks (query MSE not finite or above 100; predicting zero everywhere scores at most
+12.5) are *counted* per seed (``diverged_per_seed``) and means are given both over all tasks
+(``mean``: null when some seed's mean is not finite) and over the tasks that did not diverge
+(``mean_without_diverged``), each with a 95% t-interval over seeds; the per-seed means, their
+intervals over tasks and the per-seed medians are kept too. The paper's figures (K = 5, read off
+its figure 3) are under ``published``.
+
+Resumable: each finished (training, seed) part goes to ``<out>.partial/<training>-seed<k>.json``;
+a rerun skips those and combines everything into ``<out>.json`` (default ``sinusoid_v2.json``).
+
+    python -m benchmarks.sinusoid           # 4 trainings x 3 seeds, about 14 minutes on 2 CPU cores
     python -m benchmarks.sinusoid --quick   # tiny sizes, for the tests
 
-The three trainings run in parallel worker processes (``--workers``, one thread each): the
-network is so small that one thread per run is as fast as several.
+The trainings run in parallel worker processes (``--workers``, one thread each): the network is
+so small that one thread per run is as fast as several. Time plan: the v1 run recorded, for one
+seed, MAML 227 s, first-order MAML 178 s and pooled pre-training 48 s of training (three
+processes on two cores); short runs here (300-2,000 iterations, CPU time, scaled by the ratio of
+v1's recorded MAML rate to the one measured alongside, 0.47) put multi-head pre-training at
+about 50 s, and the scoring of a part at 2-15 s (the Adam methods try five rates up to 100
+steps). That is about 530 s per seed, 3 x 530 s on two workers: about 14 minutes.
 """
 
 from __future__ import annotations
@@ -24,26 +46,35 @@ from __future__ import annotations
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
 
 import mtlcode
-from benchmarks.common import parser, write_result
+from benchmarks.common import Partials, over_seeds, parser, run_parts, write_result
 from mtlcode import MAML
+from mtlcode.evaluation import ci95_half_width
 from mtlcode.finetune import pretrain
 from mtlcode.models import MLP
 from mtlcode.tasks import Sinusoid, SinusoidBatch
 
-METHODS = ("maml", "fomaml", "pretrained")
+# Each training and the methods scored from it.
+TRAININGS = {"maml": ("maml",), "fomaml": ("fomaml",), "pooled": ("pretrained", "pretrained_adam"),
+             "multihead": ("multihead_adam",)}
+METHODS = tuple(m for methods in TRAININGS.values() for m in methods)
+LABELS = {"maml": "MAML", "fomaml": "first-order MAML", "pretrained": "pooled pre-training, SGD (the paper's baseline)",
+          "pretrained_adam": "pooled pre-training, Adam", "multihead_adam": "multi-head pre-training, Adam"}
 # Finn et al. (2017), K=5, MSE after 1 / 5 / 10 gradient steps (figure 3, as quoted in issue 4).
 PUBLISHED = {"maml": {1: 0.67, 5: 0.38, 10: 0.35}, "pretrained": {1: 2.41, 5: 2.23, 10: 2.19}}
+PAPER_STEPS = (1, 5, 10)                       # the old baseline's step size is tuned on these
 BASELINE_STEP_SIZES = (0.001, 0.003, 0.01, 0.03, 0.1)
+ADAM_LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1)
 DIVERGED_MSE = 100.0
 
 
@@ -56,14 +87,15 @@ class Protocol:
     train_shots: int = 10
     inner_lr: float = 0.01
     meta_lr: float = 1e-3
+    pool_tasks: int = 1000                     # multi-head pre-training: tasks, one head each
     test_tasks: int = 600
     val_tasks: int = 100
     queries: int = 100
     shots: tuple[int, ...] = (5, 10, 20)
-    steps: tuple[int, ...] = (1, 5, 10)
+    steps: tuple[int, ...] = (1, 5, 10, 100)
 
 
-QUICK = Protocol(iterations=20, test_tasks=12, val_tasks=6, queries=10)
+QUICK = Protocol(iterations=20, pool_tasks=20, test_tasks=12, val_tasks=6, queries=10, steps=(1, 2, 5, 10))
 
 
 def network(seed: int) -> MLP:
@@ -71,146 +103,359 @@ def network(seed: int) -> MLP:
     return MLP([1, 40, 40, 1])
 
 
-def train(method: str, protocol: Protocol, seed: int, progress: bool = False) -> dict[str, Any]:
-    """Train one method from the seeded initialisation; returns its weights and training time.
+# -- training ------------------------------------------------------------------------------------
+
+class MultiHead(nn.Module):
+    """The sinusoid network's body with one linear head per training task (multi-task learning)."""
+
+    def __init__(self, body: nn.Module, features: int, tasks: int) -> None:
+        super().__init__()
+        self.body = body
+        self.weight = nn.Parameter(torch.randn(tasks, features) / math.sqrt(features))
+        self.bias = nn.Parameter(torch.zeros(tasks))
+
+    def forward(self, x: Tensor, task: Tensor) -> Tensor:
+        """``x [n, 1]`` with the task index of every point ``task [n]`` -> predictions ``[n, 1]``."""
+        return ((self.body(x) * self.weight[task]).sum(-1) + self.bias[task]).unsqueeze(-1)
+
+
+def pretrain_multihead(model: MLP, protocol: Protocol, seed: int, progress: bool) -> list[float]:
+    """Fit ``pool_tasks`` fixed sinusoids with ``model.body`` and a head each; then ``model.head``
+    becomes the mean head (the start for a new task). Each step sees what the pooled baseline sees:
+    25 tasks of the pool x 20 fresh points."""
+    generator = torch.Generator().manual_seed(seed)
+    pool = Sinusoid().sample(protocol.pool_tasks, 1, 0, generator=generator)
+    multi = MultiHead(model.body, model.head.in_features, protocol.pool_tasks)
+    optimizer = torch.optim.Adam(multi.parameters(), lr=protocol.meta_lr)
+    points, losses = 2 * protocol.train_shots, []
+    for _ in tqdm(range(protocol.iterations), desc="multi-head", disable=not progress):
+        task = torch.randint(protocol.pool_tasks, (protocol.meta_batch,), generator=generator).repeat_interleave(points)
+        x = -5 + 10 * torch.rand(len(task), 1, generator=generator)
+        y = Sinusoid.function(x, pool.amplitude[task, None], pool.phase[task, None])
+        loss = F.mse_loss(multi(x, task), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        model.head.weight.copy_(multi.weight.mean(0, keepdim=True))
+        model.head.bias.copy_(multi.bias.mean().reshape(1))
+    return losses
+
+
+def train(training: str, protocol: Protocol, seed: int, progress: bool = False) -> tuple[MLP, dict[str, Any]]:
+    """Train one of ``TRAININGS`` from the seeded initialisation; the network and what training logged.
 
     MAML and first-order MAML meta-train with K=10 support and 10 query points per task. The
-    baseline sees the same number of points per step (25 tasks x 20 points, pooled) and fits
-    them directly: it learns the average sinusoid, which is close to zero everywhere.
+    pooled baseline sees the same number of points per step (25 tasks x 20 points, pooled) and
+    fits them directly; the multi-head one the same, but each task of its pool has its own head.
     """
-    torch.set_num_threads(1)
     started = time.perf_counter()
     model = network(seed)
     sinusoid = Sinusoid()
     shots, batch = protocol.train_shots, protocol.meta_batch
-    if method in ("maml", "fomaml"):
-        maml = MAML(model, protocol.inner_lr, first_order=method == "fomaml", loss=F.mse_loss)
-        history = mtlcode.meta_train(maml, lambda g: sinusoid.sample(batch, shots, shots, generator=g),
-                                     protocol.iterations, protocol.meta_lr, seed=seed, progress=progress)
-        final_loss = sum(history["loss"][-100:]) / len(history["loss"][-100:])
-    elif method == "pretrained":
-        def pooled_points(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    if training in ("maml", "fomaml"):
+        maml = MAML(model, protocol.inner_lr, first_order=training == "fomaml", loss=F.mse_loss)
+        losses = mtlcode.meta_train(maml, lambda g: sinusoid.sample(batch, shots, shots, generator=g),
+                                    protocol.iterations, protocol.meta_lr, seed=seed, progress=progress)["loss"]
+    elif training == "pooled":
+        def pooled_points(generator: torch.Generator) -> tuple[Tensor, Tensor]:
             tasks = sinusoid.sample(batch, 2 * shots, 1, generator=generator)
             return tasks.support_x.reshape(-1, 1), tasks.support_y.reshape(-1, 1)
 
         losses = pretrain(model, pooled_points, protocol.iterations, protocol.meta_lr, loss=F.mse_loss,
                           generator=torch.Generator().manual_seed(seed), progress=progress)
-        final_loss = sum(losses[-100:]) / len(losses[-100:])
+    elif training == "multihead":
+        losses = pretrain_multihead(model, protocol, seed, progress)
     else:
-        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    return {"method": method, "state": model.state_dict(), "train_seconds": time.perf_counter() - started,
-            "final_train_loss": final_loss}
+        raise ValueError(f"unknown training {training!r}; choose from {tuple(TRAININGS)}")
+    last = losses[-100:]
+    return model, {"train_seconds": round(time.perf_counter() - started, 1), "final_train_loss": sum(last) / len(last)}
 
 
-def mse_after(model: MLP, step_size: float, tasks: SinusoidBatch, shots: int,
-              steps: int) -> mtlcode.evaluation.Evaluation:
-    """Query MSE after ``steps`` full-batch gradient steps on the first ``shots`` support points.
+# -- adaptation: every weight, SGD or Adam, all tasks at once --------------------------------------
 
-    Fine-tuning every weight with plain gradient descent is exactly MAML's inner loop, so both
-    MAML and the baseline are adapted by ``MAML.adapt`` (vectorised over the tasks).
+def batched_forward(model: MLP, params: dict[str, Tensor], x: Tensor) -> Tensor:
+    """``model(x)`` for many tasks at once, each with its own weights.
+
+    ``params[name]`` has a leading task dimension, ``x`` is ``[tasks, points, 1]``. Written out
+    with batched matrix products for the MLP's layers: for a network this small, torch.func's
+    ``vmap(grad(...))`` costs far more in overhead than in arithmetic.
     """
-    adapter = MAML(model, step_size, inner_steps=steps, loss=F.mse_loss)
-    return mtlcode.evaluate(adapter, _first_shots(tasks, shots), steps=steps)
+    layers = [(f"body.{name}", module) for name, module in model.body.named_children()] + [("head", model.head)]
+    for name, module in layers:
+        if isinstance(module, nn.Linear):
+            x = torch.baddbmm(params[f"{name}.bias"].unsqueeze(1), x, params[f"{name}.weight"].transpose(1, 2))
+        elif isinstance(module, nn.ReLU):
+            x = torch.relu(x)
+        else:
+            raise TypeError(f"batched_forward knows Linear and ReLU layers, not {type(module).__name__}")
+    return x
 
 
-def _first_shots(tasks: SinusoidBatch, shots: int) -> SinusoidBatch:
-    return SinusoidBatch(tasks.support_x[:, :shots], tasks.support_y[:, :shots], tasks.query_x, tasks.query_y,
-                         tasks.amplitude, tasks.phase)
+def adaptation_curves(model: MLP, tasks: SinusoidBatch, shots: int, optimizer: str, lrs: Sequence[float],
+                      checkpoints: tuple[int, ...]) -> dict[float, dict[int, Tensor]]:
+    """Per-task query MSE for every step size in ``lrs`` after each number of steps in ``checkpoints``.
 
-
-def summary(score: mtlcode.evaluation.Evaluation) -> dict[str, Any]:
-    """Mean and 95% CI over tasks, plus the median and the number of tasks where adaptation diverged.
-
-    Gradient descent with a fixed step size can blow up on a task whose loss is too sharply
-    curved for it; a single such task dominates the mean. Diverged: a query MSE above
-    ``DIVERGED_MSE`` (predicting zero everywhere scores at most 12.5) or not finite. A mean that
-    is not finite is written as null.
+    Full-batch steps on the first ``shots`` support points of every task, on every weight, all
+    tasks and step sizes at once. ``optimizer`` ``"sgd"`` is exactly MAML's inner loop (and
+    ``finetune(mode="all")``); ``"adam"`` is ``torch.optim.Adam`` with its defaults, one state per
+    task. One pass gives every checkpoint: the run to 100 steps passes through 1, 5 and 10.
     """
-    values = torch.tensor(score.values, dtype=torch.float64)
-    finite = math.isfinite(score.mean) and math.isfinite(score.ci95)
-    return {"mean": score.mean if finite else None, "ci95": score.ci95 if finite else None,
-            "median": values.nanmedian().item(), "diverged": int((~(values <= DIVERGED_MSE)).sum())}
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    lrs = list(dict.fromkeys(lrs))
+    n, copies = len(tasks), len(lrs)
+    params = {name: p.detach().expand(n * copies, *p.shape).clone() for name, p in model.named_parameters()}
+    rate = torch.tensor(lrs, dtype=tasks.support_x.dtype, device=tasks.support_x.device).repeat_interleave(n)
+    support_x, support_y, query_x, query_y = (t.repeat(copies, 1, 1) for t in
+                                              (tasks.support_x[:, :shots], tasks.support_y[:, :shots],
+                                               tasks.query_x, tasks.query_y))
+
+    def mse(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:  # per task
+        return ((batched_forward(model, p, x) - y) ** 2).mean((1, 2))
+
+    moments = [{name: torch.zeros_like(p) for name, p in params.items()} for _ in range(2)]
+    curve = {0: mse(params, query_x, query_y)} if 0 in checkpoints else {}
+    for step in range(1, max(checkpoints) + 1):
+        for p in params.values():
+            p.requires_grad_(True)
+        # The tasks are independent, so the gradient of the sum holds every task's own gradient.
+        grads = dict(zip(params, torch.autograd.grad(mse(params, support_x, support_y).sum(), list(params.values()))))
+        with torch.no_grad():
+            if optimizer == "sgd":
+                params = {name: p - _per_task(rate, p) * grads[name] for name, p in params.items()}
+            else:
+                params = _adam_step(params, grads, *moments, step, rate)
+            if step in checkpoints:
+                curve[step] = mse(params, query_x, query_y)
+    return {lr: {steps: values[i * n:(i + 1) * n] for steps, values in curve.items()} for i, lr in enumerate(lrs)}
 
 
-def tune_step_size(model: MLP, protocol: Protocol, shots: int, seed: int) -> float:
-    """The baseline's test-time step size for K=``shots``: the best of a grid on validation tasks."""
-    generator = torch.Generator().manual_seed(seed)
-    tasks = Sinusoid().sample(protocol.val_tasks, shots, protocol.queries, generator=generator)
-    scores = {lr: sum(mse_after(model, lr, tasks, shots, s).mean for s in protocol.steps) for lr in BASELINE_STEP_SIZES}
-    scores = {lr: score for lr, score in scores.items() if math.isfinite(score)}  # diverged: not a candidate
-    return min(scores, key=scores.get)
+def adaptation_curve(model: MLP, tasks: SinusoidBatch, shots: int, optimizer: str, lr: float,
+                     checkpoints: tuple[int, ...]) -> dict[int, Tensor]:
+    """:func:`adaptation_curves` for one step size: ``{steps: per-task query MSE}``."""
+    return adaptation_curves(model, tasks, shots, optimizer, [lr], checkpoints)[lr]
+
+
+def _per_task(rate: Tensor, like: Tensor) -> Tensor:
+    return rate.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _adam_step(params: dict[str, Tensor], g: dict[str, Tensor], first: dict[str, Tensor],
+               second: dict[str, Tensor], step: int, rate: Tensor, betas: tuple[float, float] = (0.9, 0.999),
+               eps: float = 1e-8) -> dict[str, Tensor]:
+    """One step of ``torch.optim.Adam``'s update with a step size per task; moments updated in place."""
+    for name in params:
+        first[name].mul_(betas[0]).add_(g[name], alpha=1 - betas[0])
+        second[name].mul_(betas[1]).addcmul_(g[name], g[name], value=1 - betas[1])
+    correction1, correction2 = 1 - betas[0] ** step, 1 - betas[1] ** step
+    return {name: p - _per_task(rate, p) / correction1 * first[name] / ((second[name] / correction2).sqrt() + eps)
+            for name, p in params.items()}
+
+
+def diverged(values: Tensor) -> Tensor:
+    """Tasks whose query MSE is not finite or above ``DIVERGED_MSE``."""
+    return ~(values <= DIVERGED_MSE)
+
+
+def summary(values: Tensor | list[float]) -> dict[str, Any]:
+    """One seed's cell: mean and 95% t-interval over tasks, with and without diverged tasks, the
+    median and the number of tasks that diverged (see :func:`diverged`); not finite -> None."""
+    values = torch.as_tensor(values, dtype=torch.float64)
+    bad = diverged(values)
+    kept = values[~bad]
+
+    def finite(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    mean = finite(values.mean().item())
+    return {"mean": mean, "ci95": finite(ci95_half_width(values)) if mean is not None else None,
+            "mean_without_diverged": finite(kept.mean().item()) if len(kept) else None,
+            "ci95_without_diverged": finite(ci95_half_width(kept)) if len(kept) > 1 else None,
+            "median": values.nanmedian().item(), "diverged": int(bad.sum()), "tasks": len(values)}
+
+
+def validation_score(values: Tensor) -> float:
+    """What a tuning picks by: the mean validation MSE, infinite when any task diverged."""
+    return math.inf if bool(diverged(values).any()) else values.mean().item()
+
+
+# -- one part: one training, one seed ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    training: str
+    seed: int
+    protocol: Protocol
+    task_seed: int
+    partials: Partials
+    progress: bool = False
+    device: str = "cpu"
+
+
+def tune_sgd_step_size(model: MLP, val: SinusoidBatch, shots: int) -> float:
+    """The old baseline's step size for K=``shots``: best summed mean over the paper's step counts.
+
+    Step sizes under which some validation task diverges are no candidates (the least-bad
+    median decides if all are out)."""
+    curves = adaptation_curves(model, val, shots, "sgd", BASELINE_STEP_SIZES, PAPER_STEPS)
+    score = {lr: sum(validation_score(c[s]) for s in PAPER_STEPS) for lr, c in curves.items()}
+    if all(math.isinf(v) for v in score.values()):
+        score = {lr: sum(c[s].nanmedian().item() for s in PAPER_STEPS) for lr, c in curves.items()}
+    return min(score, key=score.get)
+
+
+def tune_adam_rates(model: MLP, val: SinusoidBatch, shots: int, protocol: Protocol) -> dict[int, float]:
+    """Adam's learning rate for K=``shots``, one per number of steps: the best validation mean."""
+    curves = adaptation_curves(model, val, shots, "adam", ADAM_LEARNING_RATES, protocol.steps)
+    best = {}
+    for steps in protocol.steps:
+        score = {lr: validation_score(c[steps]) for lr, c in curves.items()}
+        if all(math.isinf(v) for v in score.values()):
+            score = {lr: c[steps].nanmedian().item() for lr, c in curves.items()}
+        best[steps] = min(score, key=score.get)
+    return best
+
+
+def method_cells(method: str, model: MLP, test: SinusoidBatch, val: SinusoidBatch,
+                 protocol: Protocol) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every (K, steps) cell of one method on the test tasks, and the step sizes it used."""
+    rows, rates = [], {}
+    for shots in protocol.shots:
+        if method in ("maml", "fomaml"):  # the step size they were meta-trained for
+            lr = {s: protocol.inner_lr for s in protocol.steps}
+        elif method == "pretrained":
+            lr = dict.fromkeys(protocol.steps, tune_sgd_step_size(model, val, shots))
+        else:
+            lr = tune_adam_rates(model, val, shots, protocol)
+        optimizer = "adam" if method.endswith("_adam") else "sgd"
+        curves = adaptation_curves(model, test, shots, optimizer, list(lr.values()), protocol.steps)
+        for steps in protocol.steps:
+            rows.append({"method": method, "K": shots, "steps": steps, "metric": "mse", "optimizer": optimizer,
+                         "lr": lr[steps], **summary(curves[lr[steps]][steps])})
+        rates[shots] = lr
+    return rows, {"optimizer": "adam" if method.endswith("_adam") else "sgd", "test_lr": rates}
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Train one training with one seed, score its methods on the shared test tasks, save the part."""
+    torch.set_num_threads(1)
+    p = job.protocol
+    model, info = train(job.training, p, job.seed, job.progress)
+    # The v1 benchmark's test and validation tasks (seeds task_seed + 1 and + 2).
+    test, val = (Sinusoid().sample(count, max(p.shots), p.queries,
+                                   generator=torch.Generator().manual_seed(job.task_seed + offset))
+                 for count, offset in ((p.test_tasks, 1), (p.val_tasks, 2)))
+    rows = []
+    for method in TRAININGS[job.training]:
+        cells, info[method] = method_cells(method, model.to(job.device), test.to(job.device), val.to(job.device), p)
+        rows += cells
+    part = {"rows": rows, "info": info}
+    job.partials.save(job.training, job.seed, part)
+    return part
+
+
+# -- combining -----------------------------------------------------------------------------------
+
+def combine(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (method, K, steps): seed means with t-intervals over seeds, per-seed numbers beside."""
+    cells: dict[tuple[str, int, int], list[tuple[int, dict[str, Any]]]] = {}
+    for part in parts:
+        for row in part["rows"]:
+            cells.setdefault((row["method"], row["K"], row["steps"]), []).append((part["seed"], row))
+    rows = []
+    for (method, shots, steps), found in cells.items():
+        found.sort(key=lambda item: item[0])
+        seed_rows = [row for _, row in found]
+        with_all = over_seeds([r["mean"] for r in seed_rows])
+        without = over_seeds([r["mean_without_diverged"] for r in seed_rows])
+        medians = [r["median"] for r in seed_rows]
+        rows.append({
+            "method": method, "label": LABELS[method], "K": shots, "steps": steps, "metric": "mse",
+            "optimizer": seed_rows[0]["optimizer"],
+            "mean": with_all["mean"], "ci95": with_all["ci95"],
+            "mean_without_diverged": without["mean"], "ci95_without_diverged": without["ci95"],
+            "median": sum(medians) / len(medians), "diverged": sum(r["diverged"] for r in seed_rows),
+            "diverged_per_seed": [r["diverged"] for r in seed_rows], "seeds": len(seed_rows),
+            "training_seeds": [seed for seed, _ in found], "per_seed": [r["mean"] for r in seed_rows],
+            "per_seed_ci95": [r["ci95"] for r in seed_rows],
+            "per_seed_without_diverged": [r["mean_without_diverged"] for r in seed_rows],
+            "per_seed_median": medians, "tasks": seed_rows[0]["tasks"], "lr": [r["lr"] for r in seed_rows],
+        })
+    return rows
 
 
 def plot(rows: list[dict[str, Any]], protocol: Protocol, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(protocol.shots), figsize=(4 * len(protocol.shots), 3.4), sharey=True)
+    fig, axes = plt.subplots(1, len(protocol.shots), figsize=(4.4 * len(protocol.shots), 3.6), sharey=True)
     for ax, shots in zip(axes, protocol.shots):
         for method in METHODS:
-            mine = [r for r in rows if r["method"] == method and r["K"] == shots]
-            ax.plot([r["steps"] for r in mine], [r["median"] for r in mine], marker="o", label=method)
+            mine = [r for r in rows if r["method"] == method and r["K"] == shots and r["mean_without_diverged"]]
+            ax.errorbar([r["steps"] for r in mine], [r["mean_without_diverged"] for r in mine],
+                        yerr=[r["ci95_without_diverged"] or 0 for r in mine], marker="o", ms=3, capsize=2,
+                        label=method)
             if shots == 5 and method in PUBLISHED:
                 ax.plot(list(PUBLISHED[method]), list(PUBLISHED[method].values()), "x--", color="grey",
-                        label=f"{method} (paper, mean)")
-        ax.set(title=f"K = {shots}", xlabel="gradient steps at test time", yscale="log")
-    axes[0].set_ylabel("median query MSE over tasks")
-    axes[0].legend(fontsize=8)
+                        label=f"{method} (paper)")
+        ax.set(title=f"K = {shots}", xlabel="gradient steps at test time", xscale="log", yscale="log")
+    axes[0].set_ylabel("query MSE: mean over non-diverged tasks,\nmean over seeds (95% t-interval)", fontsize=8)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def print_table(result: dict[str, Any]) -> None:
+    def pm(mean: float | None, ci95: float | None) -> str:
+        return "not finite" if mean is None else f"{mean:.3f}" + ("" if ci95 is None else f" ± {ci95:.3f}")
+
+    for r in result["rows"]:
+        print(f"{r['method']:>16}  K={r['K']:<3} steps={r['steps']:<4} MSE all tasks {pm(r['mean'], r['ci95'])}, "
+              f"without diverged {pm(r['mean_without_diverged'], r['ci95_without_diverged'])}, "
+              f"diverged per seed {r['diverged_per_seed']}")
+    print(f"wall time {result['wall_seconds']:.0f} s, parts computed now: {len(result['computed'])}")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = parser(__doc__.splitlines()[0], "sinusoid.json")
+    p = parser(__doc__.splitlines()[0], "sinusoid_v2.json")
     p.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--iterations", type=int, default=None, help="override the number of training steps")
     p.add_argument("--workers", type=int, default=min(3, os.cpu_count() or 1),
-                   help="train the methods in this many processes (1: in this process)")
+                   help="train in this many processes (1: in this process)")
     args = p.parse_args(argv)
     started = time.perf_counter()
     protocol = QUICK if args.quick else Protocol()
     if args.iterations is not None:
         if args.iterations < 1:
             p.error("--iterations must be at least 1")
-        protocol = Protocol(**{**asdict(protocol), "iterations": args.iterations})
+        protocol = replace(protocol, iterations=args.iterations)
+    if len(set(args.seeds)) != len(args.seeds):
+        p.error("--seeds must be distinct")
     device = torch.device(args.device) if args.device else torch.device("cpu")
     mtlcode.seed_everything(args.seed)
 
-    # Train every method from the same initialisation (seeded) in parallel worker processes.
-    jobs = [(method, protocol, args.seed, not args.no_progress and args.workers == 1) for method in METHODS]
-    if args.workers > 1:
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            trained = list(pool.map(train, *zip(*jobs)))
-    else:
-        trained = [train(*job) for job in jobs]
-
-    test = Sinusoid().sample(protocol.test_tasks, max(protocol.shots), protocol.queries,
-                             generator=torch.Generator().manual_seed(args.seed + 1))
-    rows, details = [], {}
-    for result in trained:
-        method = result["method"]
-        model = network(args.seed)
-        model.load_state_dict(result["state"])
-        # MAML adapts with the step size it was meta-trained for; the baseline's is tuned per K.
-        step_sizes = {shots: protocol.inner_lr if method != "pretrained" else
-                      tune_step_size(model, protocol, shots, args.seed + 2) for shots in protocol.shots}
-        details[method] = {"train_seconds": round(result["train_seconds"], 1), "test_step_size": step_sizes,
-                           "final_train_loss": result["final_train_loss"]}
-        for shots, step_size in step_sizes.items():
-            for steps in protocol.steps:
-                score = mse_after(model.to(device), step_size, test.to(device), shots, steps)
-                rows.append({"method": method, "K": shots, "steps": steps, "metric": "mse", **summary(score)})
+    partials = Partials(args.out, {"protocol": asdict(protocol), "task_seed": args.seed,
+                                   "diverged_mse": DIVERGED_MSE})
+    jobs = [Job(training, seed, protocol, args.seed, partials, not args.no_progress and args.workers == 1, str(device))
+            for training in TRAININGS for seed in args.seeds]
+    todo = [job for job in jobs if partials.load(job.training, job.seed) is None]
+    run_parts(run_job, todo, args.workers, progress=not args.no_progress, desc="sinusoid parts")
+    parts = [partials.load(job.training, job.seed) for job in jobs]
+    rows = combine(parts)
     published = [{"method": m, "K": 5, "steps": s, "metric": "mse", "mean": v, "source": "finn2017maml"}
                  for m, by_steps in PUBLISHED.items() for s, v in by_steps.items()]
-    result = write_result(args.out, rows, started, 300.0, device, args.seed, "benchmarks.sinusoid", argv,
-                          protocol=asdict(protocol), methods=details, published=published)
+    result = write_result(args.out, rows, started, 20 * 60.0, device, args.seed, "benchmarks.sinusoid", argv,
+                          interval="t", seeds=list(args.seeds), protocol=asdict(protocol), diverged_mse=DIVERGED_MSE,
+                          labels=LABELS, partial_dir=partials.folder.name,
+                          computed=[f"{j.training}-seed{j.seed}" for j in todo],
+                          methods={f"{part['job']}-seed{part['seed']}": part["info"] for part in parts},
+                          published=published)
     plot(rows, protocol, args.out.with_suffix(".png"))
     if not args.no_progress:
-        for r in rows:
-            mean = f"{r['mean']:.3f} ± {r['ci95']:.3f}" if r["mean"] is not None else "not finite"
-            print(f"{r['method']:>10}  K={r['K']:<3} steps={r['steps']:<3} MSE {mean}, median {r['median']:.3f}, "
-                  f"{r['diverged']} diverged")
-        print(f"wall time {result['wall_seconds']:.0f} s (budget {result['budget_seconds']:.0f} s) -> {args.out}")
+        print_table(result)
     return result
 
 

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("anil", "book", "checkpoints", "data", "distributed", "evaluation", "exercises", "finetune",
-                    "learner", "maml", "metasgd", "models", "plots", "protonet", "reptile", "results", "rl",
-                    "similarity", "student_edition", "tasks", "training", "utils")
+_LAZY_SUBMODULES = ("anil", "book", "checkpoints", "data", "digits", "distributed", "evaluation", "exercises",
+                    "finetune", "learner", "maml", "metasgd", "models", "plots", "protonet", "reptile", "results",
+                    "rl", "similarity", "student_edition", "tasks", "training", "utils")
 
 __all__ = [
     "ANIL",

@@ -8,6 +8,11 @@ Three ways to fine-tune, from the most to the least flexible:
   (or least-squares regressor) is fitted on them to convergence.
 
 ``finetune`` always works on a copy: the pre-trained model can be reused for the next task.
+
+:class:`CosineHead` is the classifier of Baseline++ (Chen et al., 2019): logits are a fixed
+scale times the cosine between the features and one weight vector per class. A model whose
+``head`` is a ``CosineHead`` is pre-trained as usual, and fine-tuning it gives it a fresh cosine
+head (``new_head`` keeps the kind of head the model has).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 Mode = Literal["all", "head", "linear_probe"]
+__all__ = ["CosineHead", "finetune", "new_head", "pretrain"]
 Batches = Dataset | Callable[[torch.Generator], tuple[Tensor, Tensor]]
 
 
@@ -78,21 +84,55 @@ def pretrain(
     return losses
 
 
-def _head_of(model: nn.Module) -> nn.Linear:
+class CosineHead(nn.Module):
+    """Baseline++'s classifier (Chen et al., 2019): ``logits = scale * cos(features, w_k)`` for class ``k``.
+
+    Each class is a weight vector ``w_k`` (a row of ``weight``, no bias); features and weights
+    are normalised to unit length before the product, so the score no longer grows with the
+    feature norm and classes compete on direction alone, which Chen et al. found to reduce the
+    spread of features within a class. Cosines lie in ``[-1, 1]``, so without ``scale`` (a fixed
+    inverse temperature) the softmax could never become confident; Chen et al. use 2 for
+    fine-tuning heads and 10 for the pre-training head of many classes.
+    """
+
+    def __init__(self, in_features: int, out_features: int, scale: float = 10.0,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale!r}")
+        self.in_features, self.out_features, self.scale = in_features, out_features, float(scale)
+        # nn.Linear's initialisation: only the directions of the rows matter here.
+        self.weight = nn.Parameter(nn.Linear(in_features, out_features, bias=False, device=device,
+                                             dtype=dtype).weight.detach().clone())
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.scale * F.normalize(features, dim=-1) @ F.normalize(self.weight, dim=-1).T
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, scale={self.scale}"
+
+
+Head = nn.Linear | CosineHead
+
+
+def _head_of(model: nn.Module) -> Head:
     head = getattr(model, "head", None)
-    if not isinstance(head, nn.Linear) or not isinstance(getattr(model, "body", None), nn.Module):
-        raise TypeError("a new head needs a model with a `body` and a `head` nn.Linear (as mtlcode.models have)")
+    if not isinstance(head, (nn.Linear, CosineHead)) or not isinstance(getattr(model, "body", None), nn.Module):
+        raise TypeError("a new head needs a model with a `body` and a `head` nn.Linear or CosineHead (as "
+                        "mtlcode.models have)")
     return head
 
 
-def new_head(model: nn.Module, outputs: int) -> nn.Linear:
-    """A freshly initialised linear layer that fits on ``model.body``'s features."""
+def new_head(model: nn.Module, outputs: int) -> Head:
+    """A freshly initialised head of the kind ``model.head`` is (linear or cosine) for ``model.body``'s features."""
     head = _head_of(model)
+    if isinstance(head, CosineHead):
+        return CosineHead(head.in_features, outputs, head.scale, device=head.weight.device, dtype=head.weight.dtype)
     return nn.Linear(head.in_features, outputs, device=head.weight.device, dtype=head.weight.dtype)
 
 
-def _fit_linear_probe(head: nn.Linear, features: Tensor, targets: Tensor, steps: int, loss: Callable) -> None:
-    if loss is F.mse_loss:
+def _fit_linear_probe(head: Head, features: Tensor, targets: Tensor, steps: int, loss: Callable) -> None:
+    if loss is F.mse_loss and isinstance(head, nn.Linear):
         # Least squares has a closed form: solve [features, 1] @ [W^T; b] = targets.
         design = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)
         solution = torch.linalg.lstsq(design, targets).solution
@@ -127,7 +167,9 @@ def finetune(
     ``ways`` asks for a fresh one. ``"head"`` freezes the body and trains a fresh head (``ways``
     outputs, by default as many as there are classes in ``support_y``, or the old head's size
     for regression) with SGD. ``"linear_probe"`` fits a fresh head on fixed features, with
-    L-BFGS (at most ``steps`` iterations) for classification and least squares for regression.
+    L-BFGS (at most ``steps`` iterations) for classification and least squares for regression
+    (L-BFGS too for a :class:`CosineHead`, which has no closed form). A fresh head is of the
+    same kind as ``model.head``: a Baseline++ model is fine-tuned with a new cosine head.
     """
     if mode not in ("all", "head", "linear_probe"):
         raise ValueError(f"mode must be 'all', 'head' or 'linear_probe', got {mode!r}")
