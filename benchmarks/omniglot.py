@@ -119,6 +119,7 @@ FULL_SETS = ("background", "evaluation")
 META_LEARNERS = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet")
 # Each transfer training (pre-training) and the fine-tuning methods scored from it.
 TRANSFER = {"pretrained": ("finetune_head", "finetune_all", "finetune_linear_probe"), "baselinepp": ("baselinepp",)}
+TRANSFER_METHODS = tuple(m for methods in TRANSFER.values() for m in methods)
 LAKE = "_lake"  # suffix of a training on every alphabet of the small sets, for Lake's runs
 # Published error on Lake's 20-way within-alphabet one-shot runs: (error, key in book/references.bib).
 PUBLISHED_LAKE20 = {"people": (0.045, "lake2015omniglot"), "bayesian_program_learning": (0.033, "lake2015omniglot"),
@@ -128,14 +129,14 @@ LAKE_TARGET = 0.080  # the Siamese ConvNet's error (Koch et al., 2015): the mark
 # Finn, Abbeel & Levine (2017), table 1: MAML accuracy with the full protocol.
 PUBLISHED_FULL = {(5, 1): 0.987, (5, 5): 0.999, (20, 1): 0.958, (20, 5): 0.989}
 
-ITERATIONS = {"maml": 1000, "fomaml": 1000, "anil": 1000, "metasgd": 1000, "reptile": 700, "protonet": 3000,
-              "pretrained": 3000, "baselinepp": 3000, "protonet_lake": 10_000}
+ITERATIONS = {"maml": 200, "fomaml": 400, "anil": 400, "metasgd": 200, "reptile": 120, "protonet": 1200,
+              "pretrained": 1200, "baselinepp": 1200, "protonet_lake": 6000}
 # Seconds per training iteration and per part's scoring, two workers on two CPU cores (the module
 # docstring's plan): for --plan, and to start the longest parts first.
-SECONDS_PER_ITERATION = {"maml": 0.77, "fomaml": 0.28, "anil": 0.25, "metasgd": 0.90, "reptile": 0.89,
-                         "protonet": 0.065, "pretrained": 0.055, "baselinepp": 0.056}
-SCORING_SECONDS = {"maml": 150, "fomaml": 150, "anil": 70, "metasgd": 150, "reptile": 180, "protonet": 20,
-                   "pretrained": 235, "baselinepp": 65}
+SECONDS_PER_ITERATION = {"maml": 1.0, "fomaml": 0.4, "anil": 0.4, "metasgd": 1.0, "reptile": 1.5,
+                         "protonet": 0.157, "pretrained": 0.13, "baselinepp": 0.13}
+SCORING_SECONDS = {"maml": 100, "fomaml": 100, "anil": 50, "metasgd": 100, "reptile": 120, "protonet": 20,
+                   "pretrained": 250, "baselinepp": 80}
 LAKE_SCORING_SECONDS = 10
 BUDGET_SECONDS = 150 * 60.0
 
@@ -150,19 +151,19 @@ class Protocol:
     ways: int = 20                                 # MAML, first-order MAML, ANIL, Meta-SGD, Reptile
     shots: int = 1
     queries: int = 1                               # per class, in meta-training tasks
-    meta_batch: int = 8                            # paper: 16 (20-way)
+    meta_batch: int = 4                            # paper: 16 (20-way)
     inner_lr: float = 0.4
     inner_steps: int = 1
     meta_lr: float = 1e-3                          # Adam, every training (pre-training too)
     reptile_lr: float = 0.1                        # Reptile's inner SGD steps (support and query)
-    reptile_steps: int = 5
+    reptile_steps: int = 3
     reptile_meta_batch: int = 4
     protonet_ways: int = 30                        # more ways than any test task
     protonet_queries: int = 2
     protonet_meta_batch: int = 1
     iterations: dict[str, int] = field(default_factory=lambda: dict(ITERATIONS))
-    test_steps: tuple[int, ...] = (1, 3, 10)       # MAML-family steps at test time, picked on validation
-    reptile_test_steps: tuple[int, ...] = (5, 10, 20)
+    test_steps: tuple[int, ...] = (1, 5)           # MAML-family steps at test time, picked on validation
+    reptile_test_steps: tuple[int, ...] = (3, 10)
     pretrain_batch: int = 64
     cosine_scale: float = 10.0                     # Baseline++'s heads (pre-training and fine-tuning)
     head_steps: int = 100
@@ -172,8 +173,8 @@ class Protocol:
     all_lrs: tuple[float, ...] = (0.01, 0.1)
     probe_steps: int = 100                         # L-BFGS iterations of the linear probe
     test_queries: int = 15                         # per class, held-out and digit tasks
-    test_tasks: int = 200
-    val_tasks: int = 40
+    test_tasks: int = 100
+    val_tasks: int = 20
     val_queries: int = 5                           # per class, validation tasks (5- and 20-way)
     eval_chunk: int = 50                           # tasks scored at once
 
@@ -187,7 +188,7 @@ QUICK = Protocol(hidden=8, meta_batch=2, reptile_steps=1, reptile_meta_batch=1, 
                  all_steps=2, all_lrs=(0.1,), probe_steps=2, test_queries=2, test_tasks=4, val_tasks=2,
                  val_queries=2, eval_chunk=2)
 # The MAML paper's sizes (20-way: meta-batch 16, five inner steps of 0.1; 60,000 iterations).
-FULL_PROTOCOL = Protocol(meta_batch=16, inner_lr=0.1, inner_steps=5, reptile_meta_batch=5,
+FULL_PROTOCOL = Protocol(meta_batch=16, inner_lr=0.1, inner_steps=5, reptile_steps=5, reptile_meta_batch=5,
                          iterations={name: 60_000 for name in ITERATIONS}, test_steps=(1, 5, 10),
                          reptile_test_steps=(10, 50), test_tasks=600, val_tasks=100, val_queries=15)
 
@@ -562,8 +563,9 @@ def combine(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         found.sort(key=lambda item: item[0])
         first = found[0][1]
         per_seed = [row["mean"] for _, row, _ in found]
-        rows.append({"method": method, "benchmark": benchmark, "ways": first["ways"], "shots": first["shots"],
-                     "metric": first["metric"], **over_seeds(per_seed), "per_seed": per_seed,
+        family = "transfer" if method in TRANSFER_METHODS else "meta-learning"
+        rows.append({"method": method, "family": family, "benchmark": benchmark, "ways": first["ways"],
+                     "shots": first["shots"], "metric": first["metric"], **over_seeds(per_seed), "per_seed": per_seed,
                      "per_seed_ci95": [row["ci95"] for _, row, _ in found],
                      "training_seeds": [seed for seed, _, _ in found], "tasks": first["tasks"],
                      "training": found[0][2]})
@@ -591,7 +593,7 @@ def comparisons(rows: list[dict[str, Any]], parts: list[dict[str, Any]]) -> list
     or on ``lake20`` makes more errors). Per seed: the mean paired difference over tasks with
     its t-interval; over seeds: the mean of those with a t-interval over seeds.
     """
-    transfer = {m for methods in TRANSFER.values() for m in methods}
+    transfer = set(TRANSFER_METHODS)
     values = {(row["method"], row["benchmark"], part["seed"]): row["values"] for part in parts for row in part["rows"]}
     out = []
     for benchmark in dict.fromkeys(row["benchmark"] for row in rows):
@@ -699,40 +701,10 @@ def run(args: Any, argv: list[str] | None, protocol: Protocol, started: float, d
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Accuracy of every method on every benchmark: seed means (bars, 95% t-intervals over seeds),
-    seeds (dots), published figures (dashed lines); meta-learners blue, transfer orange."""
+    """Every method on every benchmark (:func:`mtlcode.plots.benchmark_scores`), saved to ``path``."""
     import matplotlib.pyplot as plt
 
-    benchmarks = list(dict.fromkeys(row["benchmark"] for row in result["rows"]))
-    columns = min(3, len(benchmarks))
-    lines = -(-len(benchmarks) // columns)
-    fig, axes = plt.subplots(lines, columns, figsize=(4.6 * columns, 3.9 * lines), sharey=True, squeeze=False)
-    transfer = {m for methods in TRANSFER.values() for m in methods}
-    for ax, benchmark in zip(axes.flat, benchmarks):
-        rows = [row for row in result["rows"] if row["benchmark"] == benchmark and row["mean"] is not None]
-
-        def accuracy(row: dict[str, Any], v: float) -> float:
-            return 1 - v if row["metric"] == "error" else v
-
-        ax.bar([r["method"] for r in rows], [accuracy(r, r["mean"]) for r in rows],
-               yerr=[r["ci95"] or 0 for r in rows], capsize=3, alpha=0.75,
-               color=["tab:orange" if r["method"] in transfer else "tab:blue" for r in rows])
-        for i, row in enumerate(rows):
-            ax.plot([i] * len(row["per_seed"]), [accuracy(row, v) for v in row["per_seed"]], "k.", ms=3)
-        for j, row in enumerate(r for r in result.get("published", []) if r["benchmark"] == benchmark):
-            level = 1 - row["mean"] if row["metric"] == "error" else row["mean"]
-            ax.axhline(level, ls="--", lw=1, color="grey")
-            # Alternate sides so that close figures (people, BPL) keep readable labels.
-            x, side = (len(rows) - 0.5, "right") if j % 2 == 0 else (-0.5, "left")
-            ax.text(x, level, row["method"].replace("_", " "), fontsize=7, ha=side, va="bottom")
-        ax.set_title(benchmark + (" (accuracy = 1 - error)" if rows and rows[0]["metric"] == "error" else ""))
-        ax.set_ylim(0, 1)
-        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
-    for ax in list(axes.flat)[len(benchmarks):]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("accuracy: mean over seeds\n(95% t-interval), seeds as dots", fontsize=8)
-    fig.tight_layout()
+    fig = mtlcode.plots.benchmark_scores(result)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -1,4 +1,5 @@
-"""Figures the book draws again and again: learning curves, sinusoid fits, task image grids.
+"""Figures the book draws again and again: learning curves, sinusoid fits, task image grids,
+benchmark scores.
 
 Every function draws on the given matplotlib ``ax`` (or a new figure) and returns the figure,
 so notebooks can place them side by side or save them.
@@ -7,6 +8,7 @@ so notebooks can place them side by side or save them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
@@ -146,3 +148,49 @@ def family_spectrum(ax: Axes | None = None) -> Figure:
     ax.tick_params(length=0)
     fig.tight_layout()
     return fig
+
+
+def benchmark_scores(result: dict[str, Any], benchmarks: Sequence[str] | None = None, columns: int = 3,
+                     width: float = 4.6, height: float = 3.9) -> Figure:
+    """One panel per benchmark of a multi-seed result file (``benchmarks/results/omniglot_v2.json``).
+
+    Bars: each method's mean over training seeds with its 95% t-interval over seeds; dots: the
+    seeds; dashed lines: published figures. Meta-learners blue, transfer methods orange. Errors
+    (Lake's runs) are drawn as accuracies, ``1 - error``, so that higher is better everywhere.
+    """
+    names = list(benchmarks or dict.fromkeys(row["benchmark"] for row in result["rows"]))
+    columns = min(columns, len(names))
+    lines = -(-len(names) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(width * columns, height * lines), sharey=True,
+                             squeeze=False)
+    for ax, benchmark in zip(axes.flat, names):
+        rows = [row for row in result["rows"] if row["benchmark"] == benchmark and row["mean"] is not None]
+        if not rows:
+            raise ValueError(f"no scores for benchmark {benchmark!r} in this result")
+        _score_panel(ax, rows, [r for r in result.get("published", []) if r["benchmark"] == benchmark])
+        ax.set_title(benchmark + (" (1 - error)" if rows[0]["metric"] == "error" else ""), fontsize=10)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy: mean over seeds\n(95% t-interval), seeds as dots", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _score_panel(ax: Axes, rows: list[dict[str, Any]], published: list[dict[str, Any]]) -> None:
+    def accuracy(row: dict[str, Any], v: float) -> float:
+        return 1 - v if row["metric"] == "error" else v
+
+    ax.bar([r["method"] for r in rows], [accuracy(r, r["mean"]) for r in rows],
+           yerr=[r["ci95"] or 0 for r in rows], capsize=3, alpha=0.75,
+           color=["tab:orange" if r.get("family") == "transfer" else "tab:blue" for r in rows])
+    for i, row in enumerate(rows):
+        ax.plot([i] * len(row["per_seed"]), [accuracy(row, v) for v in row["per_seed"]], "k.", ms=3)
+    for j, row in enumerate(published):
+        level = accuracy(row, row["mean"])
+        ax.axhline(level, ls="--", lw=1, color="grey")
+        # Alternate sides so that close figures (people, BPL) keep readable labels.
+        x, side = (len(rows) - 0.5, "right") if j % 2 == 0 else (-0.5, "left")
+        ax.text(x, level, row["method"].replace("_", " "), fontsize=7, ha=side, va="bottom")
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", labelrotation=60, labelsize=7)

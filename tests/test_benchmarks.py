@@ -269,6 +269,7 @@ def test_omniglot_benchmark_scores_every_method_over_seeds(quick_omniglot):
         assert len(row["per_seed"]) == len(row["per_seed_ci95"]) == 2
         assert all(0 <= v <= 1 for v in row["per_seed"]) and 0 <= row["mean"] <= 1 and row["ci95"] >= 0
         assert row["mean"] == pytest.approx(sum(row["per_seed"]) / 2)
+        assert row["family"] == ("transfer" if row["method"] in omniglot.TRANSFER_METHODS else "meta-learning")
     # Held-out alphabets are disjoint from the training ones.
     alphabets = saved["alphabets"]
     assert not set(alphabets["train"]) & (set(alphabets["val"]) | set(alphabets["test"]))

@@ -51,3 +51,29 @@ def test_family_spectrum_places_every_method_once():
     positions = {t.get_text(): t.xy for t in fig.axes[0].texts if t.get_text() in plots.FAMILY_SPECTRUM}
     assert positions["MAML"] != positions["Meta-SGD"]
     plt.close(fig)
+
+
+def _seed_row(method: str, benchmark: str, family: str, per_seed: list[float], metric: str = "accuracy") -> dict:
+    mean = sum(per_seed) / len(per_seed)
+    return {"method": method, "benchmark": benchmark, "family": family, "metric": metric, "mean": mean,
+            "ci95": 0.05, "per_seed": per_seed}
+
+
+def test_benchmark_scores_draws_seed_means_seeds_and_published_marks():
+    result = {"rows": [_seed_row("maml", "heldout", "meta-learning", [0.8, 0.7, 0.9]),
+                       _seed_row("finetune_head", "heldout", "transfer", [0.6, 0.6, 0.6]),
+                       _seed_row("protonet", "lake20", "meta-learning", [0.1, 0.2, 0.3], "error")],
+              "published": [{"method": "people", "benchmark": "lake20", "metric": "error", "mean": 0.045}]}
+    fig = plots.benchmark_scores(result)
+    heldout, lake = fig.axes[:2]
+    bars = [patch for patch in heldout.patches]
+    assert [round(b.get_height(), 3) for b in bars] == [0.8, 0.6]
+    assert bars[0].get_facecolor() != bars[1].get_facecolor()  # meta-learners and transfer apart
+    seeds = [line for line in heldout.get_lines() if line.get_marker() == "."]
+    assert [list(line.get_ydata()) for line in seeds] == [[0.8, 0.7, 0.9], [0.6, 0.6, 0.6]]
+    assert round(lake.patches[0].get_height(), 3) == 0.8  # errors drawn as 1 - error
+    assert [t.get_text() for t in lake.texts] == ["people"]
+    assert "1 - error" in lake.get_title()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no scores for benchmark 'digits'"):
+        plots.benchmark_scores(result, ["heldout", "digits"])

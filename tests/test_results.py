@@ -42,7 +42,7 @@ def test_pivot_lays_rows_out_as_a_markdown_table():
 
 def test_missing_result_names_the_command_that_makes_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m benchmarks.omniglot"):
-        results.load_result("omniglot_small", tmp_path)
+        results.load_result("omniglot_v2", tmp_path)
 
 
 def test_the_repository_results_are_found():
