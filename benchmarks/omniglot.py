@@ -44,33 +44,30 @@ Resumable: every finished (method, seed) part is written to ``<out>.partial/<job
 (atomically); a rerun skips the finished ones and combines all of them into ``<out>.json``.
 
 Time plan of the default run (``python -m benchmarks.omniglot --plan`` prints it): 27 parts (9
-trainings x 3 seeds) on 2 worker processes of one thread each, 2 CPU cores. The rates were
-measured here as CPU seconds over short runs (5-150 training iterations of each part; each
-part's scoring on 4-20 tasks, extrapolated linearly to the protocol's task counts) on a machine
-shared with other jobs, then scaled to a machine this benchmark has to itself by the ratio of
-the v1 run's recorded rate to the rate measured alongside for the same configuration: v1 MAML
-(20-way, 2 queries, meta-batch 8) took 1.07 s per iteration in ``omniglot_small.json`` and
-2.35-2.56 CPU s here, a factor of 0.44 (pre-training: 0.055 s per step recorded, 0.095 here).
-Per seed:
+trainings x 3 seeds) on 2 worker processes of one thread each, 2 CPU cores. The rates are the
+ones measured in the committed run (``omniglot_v2.json``, whose ``methods`` keep every part's
+seconds), per seed:
 
 =================  ==========  ==========  ==========  =========  ========
 part               iterations  s / iter.   training s  scoring s  total s
 =================  ==========  ==========  ==========  =========  ========
-maml               1,000       0.77        770         150        920
-fomaml             1,000       0.28        280         150        430
-anil               1,000       0.25        250          70        320
-metasgd            1,000       0.90        900         150        1,050
-reptile              700       0.89        620         180        800
-protonet           3,000       0.065       195          20        215
-pretrained         3,000       0.055       165         235        400
-baselinepp         3,000       0.056       170          65        235
-protonet_lake     10,000       0.065       650          10        660
+maml                      200       1.078         216         99       314
+fomaml                    400       0.344         138         99       237
+anil                      400       0.348         139         52       191
+metasgd                   200       1.129         226        105       330
+reptile                   120       1.527         183        181       365
+protonet                1,200       0.199         238         26       264
+pretrained              1,200       0.113         136        259       395
+baselinepp              1,200       0.165         198         94       293
+protonet_lake           6,000       0.184       1,105         11     1,116
 =================  ==========  ==========  ==========  =========  ========
 
-About 5,030 s per seed, 15,100 s for three seeds: about 127 minutes on two workers (the parts
-start longest first), inside the 150-minute budget with a sixth to spare for the error of the
-estimate. Reptile's iteration is dear (five SGD steps on 4 tasks, then its statistics adapt
-once more), hence its 700 iterations.
+About 3,505 s per seed, 10,514 s for three seeds: the committed run took
+90 minutes on two workers (the parts start longest first), inside the 150-minute budget.
+These are a laptop's sizes, not the papers': a second-order meta-iteration of MAML or Meta-SGD
+on four 20-way tasks costs about a second on one thread, so they get 200 iterations (the MAML
+paper: 60,000 of 16 tasks) and their scores are those of undertrained networks; ProtoNet's
+iteration is a forward pass, so the training for Lake's runs gets 6,000 of them.
 
 Full protocol (``--full``): the same methods and seeds at the MAML paper's sizes (60,000
 iterations, meta-batch 16, five inner steps of 0.1 for 20-way tasks, 600 test tasks) on the
@@ -79,7 +76,7 @@ for testing), scored 5- and 20-way, 1- and 5-shot, and on the digits; for a GPU.
 there: the paper's split puts evaluation alphabets into training. Without the full archives
 it says so and exits cleanly.
 
-    python -m benchmarks.omniglot            # small protocol, about 2 hours on 2 CPU cores
+    python -m benchmarks.omniglot            # small protocol, about 90 minutes on 2 CPU cores
     python -m benchmarks.omniglot --plan     # the time plan, without running
     python -m benchmarks.omniglot --quick    # tiny sizes, for the tests
     python -m benchmarks.omniglot --full     # the paper's sizes (needs the full archives; GPU)
@@ -133,17 +130,17 @@ ITERATIONS = {"maml": 200, "fomaml": 400, "anil": 400, "metasgd": 200, "reptile"
               "pretrained": 1200, "baselinepp": 1200, "protonet_lake": 6000}
 # Seconds per training iteration and per part's scoring, two workers on two CPU cores (the module
 # docstring's plan): for --plan, and to start the longest parts first.
-SECONDS_PER_ITERATION = {"maml": 1.0, "fomaml": 0.4, "anil": 0.4, "metasgd": 1.0, "reptile": 1.5,
-                         "protonet": 0.157, "pretrained": 0.13, "baselinepp": 0.13}
-SCORING_SECONDS = {"maml": 100, "fomaml": 100, "anil": 50, "metasgd": 100, "reptile": 120, "protonet": 20,
-                   "pretrained": 250, "baselinepp": 80}
-LAKE_SCORING_SECONDS = 10
+SECONDS_PER_ITERATION = {"maml": 1.08, "fomaml": 0.344, "anil": 0.348, "metasgd": 1.13, "reptile": 1.53,
+                         "protonet": 0.199, "pretrained": 0.113, "baselinepp": 0.165}
+SCORING_SECONDS = {"maml": 99, "fomaml": 99, "anil": 52, "metasgd": 105, "reptile": 181, "protonet": 26,
+                   "pretrained": 259, "baselinepp": 94}
+LAKE_SCORING_SECONDS = 11
 BUDGET_SECONDS = 150 * 60.0
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """Sizes of one run. The defaults are the small protocol's (2 CPU cores, about 2 hours)."""
+    """Sizes of one run. The defaults are the small protocol's (2 CPU cores, about 90 minutes)."""
 
     image_size: int = 28
     hidden: int = 64
