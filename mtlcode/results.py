@@ -53,12 +53,36 @@ def select(result: dict[str, Any], **match: Any) -> list[dict[str, Any]]:
     return [row for row in result["rows"] if fits(row)]
 
 
-def value(result: dict[str, Any], **match: Any) -> float:
-    """The ``mean`` of the one row matching ``match`` (an error when none or several match)."""
+def row(result: dict[str, Any], **match: Any) -> dict[str, Any]:
+    """The one row matching ``match`` (an error when none or several match)."""
     rows = select(result, **match)
     if len(rows) != 1:
         raise KeyError(f"{len(rows)} rows match {match}; expected exactly one")
-    return rows[0]["mean"]
+    return rows[0]
+
+
+def value(result: dict[str, Any], **match: Any) -> float:
+    """The ``mean`` of the one row matching ``match`` (an error when none or several match)."""
+    return row(result, **match)["mean"]
+
+
+def seed_difference(result: dict[str, Any], a: str, b: str, **match: Any) -> tuple[float, float | None]:
+    """Method ``a`` minus method ``b`` on the row matching ``match``, paired by training seed.
+
+    Per training seed, the difference of the two methods' means; both were scored on the same
+    test tasks, so it is their mean paired difference. Returns the mean over seeds and the
+    half-width of its 95% t-interval over seeds (None with one seed), as the benchmark files
+    report ``comparisons``.
+    """
+    from mtlcode.evaluation import ci95_half_width
+
+    row_a, row_b = row(result, method=a, **match), row(result, method=b, **match)
+    if row_a["training_seeds"] != row_b["training_seeds"]:
+        raise ValueError(f"{a} and {b} were trained with other seeds ({row_a['training_seeds']} and "
+                         f"{row_b['training_seeds']}): a paired difference needs the same ones")
+    differences = [x - y for x, y in zip(row_a["per_seed"], row_b["per_seed"])]
+    interval = ci95_half_width(differences) if len(differences) > 1 else None
+    return sum(differences) / len(differences), interval
 
 
 def pivot(
@@ -84,4 +108,4 @@ def pivot(
     return "\n".join(table)
 
 
-__all__ = ["load_result", "pivot", "results_dir", "select", "value"]
+__all__ = ["load_result", "pivot", "results_dir", "row", "seed_difference", "select", "value"]

@@ -85,6 +85,7 @@ def meta_train(
     iterations: int,
     meta_lr: float = 1e-3,
     *,
+    lr_halving_every: int | None = None,
     seed: int = 0,
     val_tasks: Any = None,
     val_every: int = 100,
@@ -104,6 +105,10 @@ def meta_train(
             shard of the meta-batch per call.
         iterations: the total number of outer steps; a resumed run continues up to it. A
             checkpoint already past it is left as it is (never rewritten backwards).
+        lr_halving_every: halve Adam's learning rate every this many steps (step ``s`` uses
+            ``meta_lr * 0.5 ** (s // lr_halving_every)``), as Snell et al. (2017) train
+            prototypical networks; default: a constant ``meta_lr``. The rate follows from the
+            step alone, so a resumed run keeps the schedule; the history logs it as ``meta_lr``.
         seed: seeds the generator passed to ``sample_tasks``.
         val_tasks: a fixed batch scored every ``val_every`` steps (after adaptation).
         checkpoint: a file to resume from when it exists and to save to every
@@ -134,6 +139,8 @@ def meta_train(
     _positive_int("iterations", iterations, least=0)
     _positive_int("checkpoint_every", checkpoint_every)
     _positive_int("val_every", val_every)
+    if lr_halving_every is not None:
+        _positive_int("lr_halving_every", lr_halving_every)
     context = distributed.Context.current()
     shards = _positive_int("shards", context.world_size if shards is None else shards)
     my_shards = context.shards(shards)
@@ -193,6 +200,11 @@ def meta_train(
             raise FloatingPointError(
                 f"meta-loss became {means['loss']} at step {step}; lower meta_lr or inner_lr, or check the data"
             )
+        if lr_halving_every is not None:
+            lr = meta_lr * 0.5 ** (step // lr_halving_every)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            history.setdefault("meta_lr", []).append(lr)
         optimizer.step()
 
         history["step"].append(step + 1)

@@ -258,7 +258,7 @@ def test_omniglot_benchmark_scores_every_method_over_seeds(quick_omniglot):
     assert all(key in saved for key in RESULT_KEYS + SEEDED_KEYS + ("comparisons", "lake20_marks"))
     assert saved["interval"] == "t" and saved["seeds"] == [0, 1]
     benchmarks = ("heldout_5way1shot", "heldout_5way5shot", "lake20", "digits_5way1shot", "digits_5way5shot")
-    methods = [*omniglot.META_LEARNERS, "finetune_head", "finetune_all", "finetune_linear_probe", "baselinepp"]
+    methods = [*omniglot.META_LEARNERS, *omniglot.TRANSFER_METHODS]
     expected = {(m, b) for m in methods for b in benchmarks}
     expected |= {("protonet_lake", b) for b in ("lake20", "digits_5way1shot", "digits_5way5shot")}
     assert {(r["method"], r["benchmark"]) for r in saved["rows"]} == expected
@@ -280,7 +280,8 @@ def test_omniglot_benchmark_pairs_the_best_of_each_side_and_measures_lake_marks(
     from benchmarks import omniglot
 
     result = quick_omniglot[2]
-    transfer = {m for methods in omniglot.TRANSFER.values() for m in methods}
+    transfer = set(omniglot.TRANSFER_METHODS)
+    assert transfer == {"finetune_head", "finetune_all", "finetune_linear_probe", "baselinepp"}
     rows = {(r["method"], r["benchmark"]): r for r in result["rows"]}
     assert len(result["comparisons"]) == 5
     for c in result["comparisons"]:
@@ -299,7 +300,7 @@ def test_omniglot_benchmark_pairs_the_best_of_each_side_and_measures_lake_marks(
     for m in marks:
         assert set(m["distance"]) == set(omniglot.LAKE_MARKS)
         assert m["distance"]["siamese_convnet"] == pytest.approx(m["error"] - 0.080)
-        assert m["meets_target"] == (m["error"] <= 0.080)
+        assert m["meets_target"] == (m["error"] <= 0.080 + omniglot.FLOAT32_SLACK)
     published = {r["method"]: r for r in result["published"]}
     assert published["siamese_convnet"]["source"] == "koch2015siamese"
     assert published["people"]["mean"] == 0.045 and published["deep_convnet"]["mean"] == 0.135
@@ -320,6 +321,34 @@ def test_omniglot_benchmark_resumes_from_its_finished_parts(quick_omniglot):
                                                                        for r in first["rows"]]
     anil = [r for r in again["rows"] if r["method"] == "anil"]
     assert anil == [r for r in first["rows"] if r["method"] == "anil"]  # seeded: the same numbers again
+
+
+def test_a_new_learning_rate_schedule_recomputes_that_trainings_parts_alone(quick_omniglot, tmp_path, monkeypatch):
+    import shutil
+    from dataclasses import replace
+
+    from benchmarks import omniglot
+
+    out, argv, _ = quick_omniglot
+    copy = tmp_path / out.name  # the shared run's parts stay as they are for the other tests
+    shutil.copytree(out.with_suffix(".partial"), copy.with_suffix(".partial"))
+    argv = [*argv[:argv.index("--out")], "--out", str(copy), *argv[argv.index("--out") + 2:]]
+    assert omniglot.QUICK.lr_halving == {"protonet_lake": 1}
+    monkeypatch.setattr(omniglot, "QUICK", replace(omniglot.QUICK, lr_halving={"protonet_lake": 2}))
+    again = omniglot.main(argv)
+    assert sorted(again["computed"]) == ["protonet_lake-seed0", "protonet_lake-seed1"]
+
+
+def test_lake_target_counts_whole_answers_not_float32_noise():
+    from benchmarks import omniglot
+
+    def row(error):
+        return {"method": "m", "benchmark": "lake20", "mean": error, "ci95": 0.02}
+
+    # 96 errors in 1,200 answers, as float32 accuracies give them back: at the mark.
+    assert omniglot.lake_marks([row(0.08000000617)])[0]["meets_target"]
+    # One answer more (97 / 1,200) is above it.
+    assert not omniglot.lake_marks([row(97 / 1200)])[0]["meets_target"]
 
 
 def test_omniglot_plan_fits_the_budget(capsys):

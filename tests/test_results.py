@@ -48,3 +48,25 @@ def test_missing_result_names_the_command_that_makes_it(tmp_path):
 def test_the_repository_results_are_found():
     assert (results.results_dir() / "speed.json").is_file()
     assert results.load_result("speed")["rows"]
+
+
+def test_seed_difference_is_the_benchmarks_paired_comparison():
+    # The benchmark pairs per-task scores seed by seed; the difference of the per-seed means
+    # over the same tasks must give the same mean and interval over seeds.
+    result = results.load_result("omniglot_v2")
+    assert result["comparisons"]
+    for c in result["comparisons"]:
+        mean, ci = results.seed_difference(result, c["meta_learner"], c["transfer"], benchmark=c["benchmark"])
+        assert mean == pytest.approx(c["mean"], abs=1e-6) and ci == pytest.approx(c["ci95"], abs=1e-6), c
+        flipped, _ = results.seed_difference(result, c["transfer"], c["meta_learner"], benchmark=c["benchmark"])
+        assert flipped == pytest.approx(-mean)
+
+
+def test_seed_difference_needs_the_same_training_seeds():
+    rows = [{"method": "a", "benchmark": "x", "per_seed": [0.5, 0.6], "training_seeds": [0, 1]},
+            {"method": "b", "benchmark": "x", "per_seed": [0.4, 0.5], "training_seeds": [0, 2]}]
+    with pytest.raises(ValueError, match="same ones"):
+        results.seed_difference({"rows": rows}, "a", "b", benchmark="x")
+    rows[1]["training_seeds"] = [0, 1]
+    mean, ci = results.seed_difference({"rows": rows}, "a", "b", benchmark="x")
+    assert mean == pytest.approx(0.1) and ci == pytest.approx(0.0, abs=1e-9)

@@ -45,6 +45,19 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert resumed_history["loss"] == straight_history["loss"]
 
 
+def test_the_learning_rate_halves_on_schedule_and_a_resumed_run_keeps_it(tmp_path):
+    _, straight = sinusoid_run(12, meta_lr=1e-2, lr_halving_every=5)
+    assert straight["meta_lr"] == [1e-2] * 5 + [5e-3] * 5 + [2.5e-3] * 2
+    constant = sinusoid_run(12, meta_lr=1e-2)[1]
+    assert "meta_lr" not in constant and constant["loss"][5:] != straight["loss"][5:]
+    checkpoint = tmp_path / "run.pt"
+    sinusoid_run(7, checkpoint=checkpoint, meta_lr=1e-2, lr_halving_every=5, checkpoint_every=7)
+    _, resumed = sinusoid_run(12, checkpoint=checkpoint, meta_lr=1e-2, lr_halving_every=5)
+    assert resumed["meta_lr"] == straight["meta_lr"] and resumed["loss"] == straight["loss"]
+    with pytest.raises(ValueError, match="lr_halving_every must be an int >= 1"):
+        sinusoid_run(1, lr_halving_every=0)
+
+
 def test_checkpoint_writes_are_atomic_and_loads_are_weights_only(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
     save_checkpoint(path, {"x": torch.ones(2)})

@@ -166,7 +166,7 @@ def test_solutions_are_hidden_until_opened(page, site, browser):
         assert not browser.execute_script("return arguments[0].open", element), f"{page}: solution {i} is open"
         assert not browser.execute_script(SHOWN, element), f"{page}: solution {i} is displayed"
     # What a reader sees at the exercises, for review: every solution collapsed.
-    browser.execute_script("""(Array.from(document.querySelectorAll('main h2')).find(
+    browser.execute_script(r"""(Array.from(document.querySelectorAll('main h2')).find(
         h => /^[0-9.]*\s*(Exercises|练习)/.test(h.textContent.trim())) || document.body).scrollIntoView()""")
     browser.save_screenshot(str(SCREENSHOTS / (page.replace("/", "__") + "__exercises.png")))
     # A click opens one.
