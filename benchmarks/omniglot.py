@@ -151,7 +151,7 @@ PER_TRAINING = ("iterations", "lr_halving")  # Protocol fields keyed by training
 
 @dataclass(frozen=True)
 class Protocol:
-    """Sizes of one run. The defaults are the small protocol's (2 CPU cores, about 90 minutes)."""
+    """Sizes of one run. The defaults are the small protocol's (2 CPU cores, about 2 hours from scratch)."""
 
     image_size: int = 28
     hidden: int = 64
