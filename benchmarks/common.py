@@ -117,14 +117,53 @@ class Partials:
 
         ``own`` holds what only this job's numbers depend on (say its number of iterations).
         """
+        path = self.path(job, seed)
         try:
-            part = json.loads(self.path(job, seed).read_text())
-        except (OSError, ValueError):
+            part = json.loads(path.read_text())
+        except OSError:
             return None
-        return part if part.get("fingerprint") == self._fingerprint(own) else None
+        except ValueError as error:  # a half-written file cannot exist (atomic writes): damage
+            raise ValueError(f"{path} is not valid JSON ({error}); delete it to recompute that part") from error
+        if not isinstance(part, dict) or part.get("fingerprint") != self._fingerprint(own):
+            return None
+        problem = part_problem(part)
+        if problem:
+            raise ValueError(f"{path} has the right fingerprint but {problem}; it is not used. Delete it to "
+                             "recompute that part")
+        return part
 
     def save(self, job: str, seed: int, part: dict[str, Any], own: dict[str, Any] | None = None) -> None:
         write_json(self.path(job, seed), {**part, "job": job, "seed": seed, "fingerprint": self._fingerprint(own)})
+
+
+# Metrics that are fractions of answers: anything outside [0, 1] is damage, not a result.
+FRACTIONS = {"accuracy", "error"}
+
+
+def part_problem(part: dict[str, Any]) -> str:
+    """Why a saved part cannot be a result of the benchmark ("" when it can)."""
+    rows = part.get("rows")
+    if not isinstance(rows, list) or not rows:
+        return "no rows (a part always has some)"
+    for row in rows:
+        if not isinstance(row, dict) or "metric" not in row or "mean" not in row:
+            return f"a row without its metric or mean: {str(row)[:80]}"
+        numbers = [row["mean"], *row.get("values", [])]
+        if row["metric"] in FRACTIONS and not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in numbers):
+            return f"a {row['metric']} outside [0, 1] ({row.get('method')}, {row.get('benchmark')})"
+        if not all(v is None or (isinstance(v, (int, float)) and not v < 0) for v in numbers):
+            return f"a negative {row['metric']} ({row.get('method')})"
+    return ""
+
+
+def check_seeds_and_workers(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The multi-seed benchmarks' shared argument rules (``p.error`` exits with the message)."""
+    if any(seed < 0 for seed in args.seeds):
+        p.error(f"--seeds must be non-negative, got {args.seeds}")
+    if len(set(args.seeds)) != len(args.seeds):
+        p.error("--seeds must be distinct")
+    if args.workers < 1:
+        p.error(f"--workers must be at least 1, got {args.workers}")
 
 
 def run_parts(work: Callable[[Any], Any], jobs: Sequence[Any], workers: int, progress: bool,

@@ -70,10 +70,10 @@ the split. From scratch, about 4,790 s per seed, 14,370 s for three seeds, about
 two workers: inside the 150-minute budget.
 These are a laptop's sizes, not the papers': a second-order meta-iteration of MAML or Meta-SGD
 on four 20-way tasks costs about a second on one thread, so they get 200 iterations (the MAML
-paper: 60,000 of 16 tasks) and their scores are those of undertrained networks; ProtoNet's
+paper: 40,000 of 16 tasks) and their scores are those of undertrained networks; ProtoNet's
 iteration is a forward pass, so the training for Lake's runs gets 12,000 of them.
 
-Full protocol (``--full``): the same methods and seeds at the MAML paper's sizes (60,000
+Full protocol (``--full``): the same methods and seeds at the MAML paper's sizes (40,000
 iterations, meta-batch 16, five inner steps of 0.1 for 20-way tasks, 600 test tasks) on the
 complete archives, split as in the paper (1,200 training characters with rotations, the rest
 for testing), scored 5- and 20-way, 1- and 5-shot, and on the digits; for a GPU. No ``lake20``
@@ -105,7 +105,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 import mtlcode
-from benchmarks.common import RESULTS, Partials, over_seeds, parser, run_parts, write_result
+from benchmarks.common import RESULTS, Partials, check_seeds_and_workers, over_seeds, parser, run_parts, write_result
 from mtlcode import ANIL, MAML, MetaSGD, ProtoNet, Reptile
 from mtlcode.checkpoints import save_checkpoint
 from mtlcode.data import Omniglot, lake_one_shot_runs, split_alphabets
@@ -197,9 +197,10 @@ QUICK = Protocol(hidden=8, meta_batch=2, reptile_steps=1, reptile_meta_batch=1, 
                  reptile_test_steps=(1, 2), pretrain_batch=16, head_steps=2, head_lrs=(0.1,), cosine_lrs=(0.1,),
                  all_steps=2, all_lrs=(0.1,), probe_steps=2, test_queries=2, test_tasks=4, val_tasks=2,
                  val_queries=2, eval_chunk=2)
-# The MAML paper's sizes (20-way: meta-batch 16, five inner steps of 0.1; 60,000 iterations).
+# The MAML paper's sizes (20-way: meta-batch 16, five inner steps of 0.1, 40,000 iterations: the
+# usage notes of the paper's code).
 FULL_PROTOCOL = Protocol(meta_batch=16, inner_lr=0.1, inner_steps=5, reptile_steps=5, reptile_meta_batch=5,
-                         iterations={name: 60_000 for name in ITERATIONS}, test_steps=(1, 5, 10),
+                         iterations={name: 40_000 for name in ITERATIONS}, test_steps=(1, 5, 10),
                          reptile_test_steps=(10, 50), test_tasks=600, val_tasks=100, val_queries=15)
 
 
@@ -772,8 +773,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         if args.iterations < 1:
             p.error("--iterations must be at least 1")
         protocol = replace(protocol, iterations={name: args.iterations for name in protocol.iterations})
-    if len(set(args.seeds)) != len(args.seeds):
-        p.error("--seeds must be distinct")
+    check_seeds_and_workers(p, args)
     if args.plan:
         print(plan_table(trainings(args), args.seeds, protocol, args.workers))
         return None

@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 import mtlcode
-from benchmarks.common import Partials, over_seeds, parser, run_parts, write_result
+from benchmarks.common import Partials, check_seeds_and_workers, over_seeds, parser, run_parts, write_result
 from mtlcode import MAML
 from mtlcode.evaluation import ci95_half_width
 from mtlcode.finetune import pretrain
@@ -430,8 +430,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.iterations < 1:
             p.error("--iterations must be at least 1")
         protocol = replace(protocol, iterations=args.iterations)
-    if len(set(args.seeds)) != len(args.seeds):
-        p.error("--seeds must be distinct")
+    check_seeds_and_workers(p, args)
     device = torch.device(args.device) if args.device else torch.device("cpu")
     mtlcode.seed_everything(args.seed)
 

@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--first-order", action="store_true", help="first-order MAML")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True,
-                   help="output folder: checkpoint.pt, config.json, history.json")
+                   help="output folder: checkpoint.pt, config.json, history.json (and .lock, held while a "
+                   "run writes there)")
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda:LOCAL_RANK when there is a GPU)")
     p.add_argument("--omniglot-sets", nargs="+", default=None,
@@ -126,9 +127,24 @@ def _config(args: argparse.Namespace, shards: int, device: torch.device) -> dict
 def check_resume(out: Path, config: dict[str, Any], allow_changes: bool = False) -> None:
     """Refuse to resume ``out``'s checkpoint with settings other than those it was trained with."""
     saved_file = out / "config.json"
-    if not (out / "checkpoint.pt").exists() or not saved_file.exists() or allow_changes:
+    has_checkpoint = (out / "checkpoint.pt").exists()
+    if has_checkpoint and not saved_file.exists() and not allow_changes:
+        raise ResumeMismatch(
+            f"{out / 'checkpoint.pt'} has no config.json beside it, so its settings cannot be checked against these. "
+            "Nothing was changed. Put its config.json back, pick another --out for a new run, or add "
+            "--allow-changes to resume it with these settings on purpose.")
+    if not has_checkpoint and (out / "history.json").exists():
+        raise ResumeMismatch(f"{out} holds a history.json but no checkpoint.pt: not a run this command can resume, "
+                             "and its files would be overwritten. Nothing was changed; pick another --out.")
+    if not saved_file.exists() or allow_changes:
         return
-    saved = json.loads(saved_file.read_text())
+    try:
+        saved = json.loads(saved_file.read_text())
+        if not isinstance(saved, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        raise ResumeMismatch(f"{saved_file} cannot be read ({error}). Nothing was changed; repair or remove it, or "
+                             "pick another --out.") from error
     changed = {k: (saved.get(k, IMPLICIT.get(k)), config.get(k)) for k in RUN_DEFINING
                if saved.get(k, IMPLICIT.get(k)) != config.get(k)}
     if changed:
@@ -137,6 +153,27 @@ def check_resume(out: Path, config: dict[str, Any], allow_changes: bool = False)
             f"{out / 'checkpoint.pt'} was trained with other settings ({listed}). Nothing was changed. Rerun with "
             f"the saved settings (in {saved_file}) to resume, pick another --out for a new run, or add "
             "--allow-changes to resume with the new settings on purpose.")
+
+
+def _lock(out: Path) -> Any:
+    """Hold ``out/.lock`` for this run, or refuse at once when another run holds it.
+
+    Two runs writing into one folder would take turns with its checkpoint, each resuming the
+    other's under its own settings. The lock goes with the process (a killed run leaves none).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / ".lock", "a+")  # noqa: SIM115 - kept open for the whole run
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): no lock
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        handle.close()
+        raise ResumeMismatch(f"another run is writing to {out} (it holds {out / '.lock'}); wait for it to end or pick "
+                             "another --out") from error
+    return handle
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -212,7 +249,10 @@ def main(argv: list[str] | None = None) -> History:
         parser.error(str(error))
 
     device = distributed.init(args.device)
+    lock = None
     try:
+        if distributed.is_main_process():
+            lock = _lock(args.out)  # one run per output folder at a time
         config = _config(args, shards, device)
         check_resume(args.out, config, args.allow_changes)
         seed_everything(args.seed)  # the same seed on every rank: the same initial model
@@ -244,6 +284,8 @@ def main(argv: list[str] | None = None) -> History:
                 print(f"no steps to train (--iterations {args.iterations}); only config.json was written")
         return history
     finally:
+        if lock is not None:
+            lock.close()  # releases the lock
         distributed.cleanup()
 
 

@@ -7,6 +7,13 @@ book-building tool, not a dependency of ``mtlcode``). There :func:`glue` keeps t
 :data:`GLUED` and shows it only when asked to (``display=True``), so a chapter runs the same
 everywhere and looks the same as it does in the book.
 
+A chapter checks what its prose says with :func:`claim`. In the book build and in the project's
+tests (``MTLCODE_STRICT_CLAIMS=1``, which ``make`` sets) a claim that does not hold is an error, so
+the book never prints a sentence its own run contradicts. A reader's run (Colab, Jupyter) is
+another training run on other hardware: there a claim that does not hold shows a short note and the
+notebook goes on. ``MTLCODE_CLAIMS_LOG`` names a file where every claim's outcome is appended as a
+JSON line (``python -m benchmarks.claims`` sweeps the chapters over training seeds with it).
+
 Importing this module also asks a Jupyter kernel for figures at twice the resolution (PNG
 "retina"), so that they stay sharp when a reader zooms in, in the book and on Colab alike.
 """
@@ -14,10 +21,15 @@ Importing this module also asks a Jupyter kernel for figures at twice the resolu
 from __future__ import annotations
 
 import functools
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["GLUED", "crisp_figures", "glue"]
+__all__ = ["CLAIMS", "GLUED", "ClaimNotHeld", "claim", "crisp_figures", "glue", "strict_claims"]
+
+STRICT_ENV = "MTLCODE_STRICT_CLAIMS"
+LOG_ENV = "MTLCODE_CLAIMS_LOG"
 
 GLUED: dict[str, Any] = {}
 """Every value glued in this process, by name (handy to look at when the book tools are absent)."""
@@ -50,6 +62,70 @@ def glue(name: str, value: Any, display: bool = True) -> None:
             print(repr(value))
         else:
             show(value)
+
+
+CLAIMS: list[dict[str, Any]] = []
+"""Every claim checked in this process: ``{"key", "holds", "found"}``, in order."""
+
+
+class ClaimNotHeld(AssertionError):
+    """A claim of the book's prose did not hold in this run (raised in strict mode only)."""
+
+
+def strict_claims() -> bool:
+    """True in the book build and the tests (``MTLCODE_STRICT_CLAIMS`` set to 1, true or yes)."""
+    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def claim(key: str, holds: Any, found: Any = None) -> bool:
+    """Check one claim of the prose; ``key`` names it, ``found`` is what this run measured.
+
+    Strict mode (the book build, the tests): raises :class:`ClaimNotHeld` when ``holds`` is false.
+    Otherwise (a reader's run) shows a short note saying what differs and returns False, so the
+    notebook goes on. Every outcome is kept in :data:`CLAIMS` and, when ``MTLCODE_CLAIMS_LOG``
+    names a file, appended to it as one JSON line.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"claim needs a non-empty string key, got {key!r}")
+    held = bool(holds)
+    record = {"key": key, "holds": held, "found": _plain(found)}
+    CLAIMS.append(record)
+    log = os.environ.get(LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+    if held:
+        return True
+    if strict_claims():
+        raise ClaimNotHeld(f"claim {key!r} does not hold in this run; found: {found!r}")
+    _show_note(key, found)
+    return False
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON can hold it (numbers, strings, lists, dicts), else its repr."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _show_note(key: str, found: Any) -> None:
+    note = (f"**Note: your run differs from the book's here** (claim `{key}`). The book's run "
+            f"found what the text above says; this run found `{found!r}`. Training is random and "
+            "its float rounding depends on the machine, so a run can land on the other side of a "
+            "close comparison. The book checks each claim over several training seeds "
+            "(`benchmarks/results/claims.json`); the numbers your run printed are the ones to read.")
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        print(note)
+        return
+    if get_ipython() is None:
+        print(note)
+    else:
+        display(Markdown(note))
 
 
 def crisp_figures() -> bool:

@@ -18,6 +18,7 @@ head (``new_head`` keeps the kind of head the model has).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -28,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 Mode = Literal["all", "head", "linear_probe"]
-__all__ = ["CosineHead", "finetune", "new_head", "pretrain"]
+__all__ = ["CosineHead", "finetune", "new_head", "pretrain", "ridge_solution"]
 Batches = Dataset | Callable[[torch.Generator], tuple[Tensor, Tensor]]
 
 
@@ -131,14 +132,41 @@ def new_head(model: nn.Module, outputs: int) -> Head:
     return nn.Linear(head.in_features, outputs, device=head.weight.device, dtype=head.weight.dtype)
 
 
-def _fit_linear_probe(head: Head, features: Tensor, targets: Tensor, steps: int, loss: Callable) -> None:
+def ridge_solution(features: Tensor, targets: Tensor, ridge: float = 0.0) -> tuple[Tensor, Tensor]:
+    """The linear map ``features @ W + b`` closest to ``targets`` in squared error, plus ``ridge * |W|^2``.
+
+    The bias is not penalised (features and targets are centred first). ``ridge = 0`` gives the
+    minimum-norm least-squares solution, which exists even with fewer points than features (a
+    probe on 40 features from 10 points); ``ridge > 0`` shrinks the weights, which is what makes
+    such a probe generalise. Solved through ``torch.linalg.solve`` (or the pseudo-inverse for
+    ``ridge = 0``), the same on every device: CUDA's ``lstsq`` handles full-rank systems only.
+    Returns ``(W [features, outputs], b [outputs])``.
+    """
+    if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+    feature_mean, target_mean = features.mean(0, keepdim=True), targets.mean(0, keepdim=True)
+    x, y = features - feature_mean, targets - target_mean
+    points, width = x.shape
+    if ridge == 0:
+        weights = torch.linalg.pinv(x) @ y
+    elif points >= width:  # the primal system is the smaller one: width x width
+        weights = torch.linalg.solve(x.T @ x + ridge * torch.eye(width, dtype=x.dtype, device=x.device), x.T @ y)
+    else:  # the dual form, points x points: W = X^T (X X^T + ridge I)^-1 y
+        eye = torch.eye(points, dtype=x.dtype, device=x.device)
+        weights = x.T @ torch.linalg.solve(x @ x.T + ridge * eye, y)
+    return weights, (target_mean - feature_mean @ weights)[0]
+
+
+def _fit_linear_probe(head: Head, features: Tensor, targets: Tensor, steps: int, loss: Callable,
+                      ridge: float = 0.0) -> None:
     if loss is F.mse_loss and isinstance(head, nn.Linear):
-        # Least squares has a closed form: solve [features, 1] @ [W^T; b] = targets.
-        design = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)
-        solution = torch.linalg.lstsq(design, targets).solution
-        head.weight.copy_(solution[:-1].T)
-        head.bias.copy_(solution[-1])
+        # Least squares (ridge regression) has a closed form.
+        weights, bias = ridge_solution(features, targets, ridge)
+        head.weight.copy_(weights.T)
+        head.bias.copy_(bias)
         return
+    if ridge:
+        raise ValueError("ridge applies to a regression probe (loss=F.mse_loss, a linear head) only")
     with torch.enable_grad():
         optimizer = torch.optim.LBFGS(head.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
 
@@ -160,6 +188,7 @@ def finetune(
     mode: Mode = "all",
     ways: int | None = None,
     loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+    ridge: float = 0.0,
 ) -> nn.Module:
     """Fine-tune a copy of ``model`` on one task's support set and return the copy.
 
@@ -168,13 +197,16 @@ def finetune(
     outputs, by default as many as there are classes in ``support_y``, or the old head's size
     for regression) with SGD. ``"linear_probe"`` fits a fresh head on fixed features, with
     L-BFGS (at most ``steps`` iterations) for classification and least squares for regression
-    (L-BFGS too for a :class:`CosineHead`, which has no closed form). A fresh head is of the
+    (L-BFGS too for a :class:`CosineHead`, which has no closed form); ``ridge`` adds an L2
+    penalty on the regression probe's weights (:func:`ridge_solution`). A fresh head is of the
     same kind as ``model.head``: a Baseline++ model is fine-tuned with a new cosine head.
     """
     if mode not in ("all", "head", "linear_probe"):
         raise ValueError(f"mode must be 'all', 'head' or 'linear_probe', got {mode!r}")
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if ridge and mode != "linear_probe":
+        raise ValueError(f"ridge is the linear probe's penalty; mode={mode!r} takes none")
     tuned = copy.deepcopy(model)
     classification = not torch.is_floating_point(support_y)
     if ways is None and mode != "all":
@@ -185,7 +217,7 @@ def finetune(
     if mode == "linear_probe":
         tuned.body.requires_grad_(False)
         with torch.no_grad():
-            _fit_linear_probe(tuned.head, tuned.body(support_x), support_y, steps, loss)
+            _fit_linear_probe(tuned.head, tuned.body(support_x), support_y, steps, loss, ridge)
         return tuned
 
     if mode == "head":

@@ -209,12 +209,14 @@ class MAML(Learner):
 
         Checked: a batched :class:`~mtlcode.tasks.TaskBatch`; data on the model's device and in
         its floating-point type; integer class labels within the model's outputs; float
-        (regression) targets shaped like the model's outputs; no cross-entropy on float targets.
+        (regression) targets shaped like the model's outputs; no loss that ignores the
+        predictions (cross-entropy on float targets); no NaN or infinite values.
         """
         if not isinstance(batch, TaskBatch):
             raise TypeError(f"MAML needs a TaskBatch, got {type(batch).__name__}")
         if not batch.batched:
             raise ValueError("this is a single task (batch[i]); pass a batch of tasks, e.g. batch[i:i + 1]")
+        batch.check_finite()
         weight = next(self.model.parameters())
         for name in ("support_x", "query_x"):
             x = getattr(batch, name)
@@ -239,6 +241,17 @@ class MAML(Learner):
                 raise ValueError(f"batch.{name} is shaped {tuple(y.shape)} but the model outputs "
                                  f"{tuple(outputs.shape[1:])} per example: the loss would broadcast; shape the "
                                  f"targets [tasks, examples, {', '.join(map(str, outputs.shape[1:]))}]")
+            # Any loss (nn.CrossEntropyLoss(), a lambda around F.cross_entropy, ...) that does not
+            # change when the predictions do trains nothing, silently.
+            target = y[0, : len(outputs)]
+            if len(target) == len(outputs):
+                with torch.no_grad():
+                    value, moved = self.loss(outputs, target), self.loss(outputs + 1.0, target)
+                if bool(torch.isfinite(value).all()) and torch.equal(value, moved):
+                    raise ValueError(f"the loss does not change when the predictions do (on batch.{name}), so "
+                                     "meta-training would learn nothing: a cross-entropy over a single output is "
+                                     "always 0. For regression use loss=F.mse_loss; for classification, integer "
+                                     "class labels")
             return
         classes = outputs.shape[-1] if outputs.dim() >= 2 else 1
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):

@@ -8,23 +8,40 @@ paper: the model then has no buffers that adaptation would have to carry from ta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 
-class MLP(nn.Module):
-    """A fully connected ReLU network; ``MLP([1, 40, 40, 1])`` is the MAML sinusoid regressor."""
+def _build(factory: Callable[[], object]) -> object:
+    """``factory()``, or None when it cannot be called without arguments."""
+    try:
+        return factory()
+    except TypeError:
+        return None
 
-    def __init__(self, sizes: Sequence[int]) -> None:
+
+class MLP(nn.Module):
+    """A fully connected ReLU network; ``MLP([1, 40, 40, 1])`` is the MAML sinusoid regressor.
+
+    ``activation`` builds the non-linearity after each hidden layer (``nn.ReLU`` by default);
+    ``nn.Tanh`` gives a smooth network, whose Taylor expansions hold near every point (a ReLU
+    network's kinks break them wherever a small step flips a unit on or off).
+    """
+
+    def __init__(self, sizes: Sequence[int], activation: Callable[[], nn.Module] = nn.ReLU) -> None:
         super().__init__()
         sizes = list(sizes)
         if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
             raise ValueError(f"sizes must list at least two positive ints (input ... output), got {sizes}")
+        if (isinstance(activation, nn.Module) or not callable(activation)
+                or not isinstance(_build(activation), nn.Module)):
+            raise TypeError(f"activation must be a class (or function) that builds an nn.Module, such as nn.ReLU "
+                            f"or nn.Tanh, not {activation!r}")
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
-            layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+            layers += [nn.Linear(fan_in, fan_out), activation()]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(sizes[-2], sizes[-1])
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SOLUTION_TAG", "NotebookError", "book_chapters", "cell_source", "cell_tags", "default_book",
-           "defined_functions", "exercise_label", "read_notebook"]
+           "defined_functions", "exercise_label", "read_notebook", "with_seed"]
 
 SOLUTION_TAG = "solution"
 # The number of an exercise: "**3. Title**" or "3. **Title**" at the start of a line.
@@ -99,3 +99,21 @@ def default_book() -> Path:
         if book_chapters(candidate):
             return candidate
     raise FileNotFoundError("no book/NN_*.ipynb found next to mtlcode or in the current directory; pass --book")
+
+
+def with_seed(notebook: Any, seed: int) -> Any:
+    """A copy of ``notebook`` (an nbformat node) with ``SEED = seed`` run right after its ``parameters`` cell.
+
+    This is what papermill's parameter injection does; the readers' test and the claims sweep
+    run the chapters at other training seeds than the book build this way.
+    """
+    import nbformat
+
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    index = next((i for i, c in enumerate(notebook.cells) if "parameters" in cell_tags(c)), None)
+    if index is None:
+        raise NotebookError("the notebook has no cell tagged 'parameters', so it takes no SEED")
+    copy = nbformat.from_dict(json.loads(json.dumps(notebook)))
+    copy.cells.insert(index + 1, nbformat.v4.new_code_cell(f"SEED = {seed}"))
+    return copy

@@ -60,6 +60,7 @@ class ProtoNet(Learner):
             raise TypeError(f"ProtoNet needs a batch of tasks (TaskBatch), got {type(batch).__name__}")
         if batch.support_y.is_floating_point():
             raise ValueError("ProtoNet classifies: batch.support_y must hold integer class labels, not floats")
+        batch.check_finite()
         weight = next(self.model.parameters())
         if batch.support_x.device != weight.device:
             raise ValueError(f"the batch is on {batch.support_x.device} but the body on {weight.device}: "

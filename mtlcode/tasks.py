@@ -114,6 +114,19 @@ class TaskBatch:
                 "(integer class labels stay [tasks, examples])"
             )
 
+    def check_finite(self) -> None:
+        """Refuse NaN or infinite inputs or targets, naming the tensor and how many.
+
+        One NaN pixel makes every prediction of its task NaN, and a NaN logit's argmax is class
+        0: the task would score chance accuracy instead of failing. The learners call this on
+        every batch they train or evaluate on.
+        """
+        for name, tensor in self._tensors():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise ValueError(f"{name} holds {bad} NaN or infinite value(s); clean the data (torch.nan_to_num, or "
+                                 "drop those examples) before training or evaluating on it")
+
     def _tensors(self) -> list[tuple[str, Tensor]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "batched"]
 

@@ -52,6 +52,10 @@ def _trainable(learner: Learner) -> list[Tensor]:
 
 def _restore(learner: Learner, optimizer: torch.optim.Optimizer, generators: list[torch.Generator],
              my_shards: range, shards: int, state: dict[str, Any], checkpoint: Path) -> tuple[History, int]:
+    saved_kind, kind = state.get("learner"), _learner_kind(learner)
+    if saved_kind is not None and saved_kind != kind:
+        raise CheckpointError(f"{checkpoint} holds a {saved_kind} state: it cannot be resumed by {kind}; load it "
+                              f"with {saved_kind}, or save this run's checkpoints elsewhere")
     saved_shards = state.get("shards", 1)
     if saved_shards != shards:
         raise ValueError(f"{checkpoint} was written by a run of {saved_shards} shard(s), not {shards}: "
@@ -67,6 +71,13 @@ def _restore(learner: Learner, optimizer: torch.optim.Optimizer, generators: lis
     for generator, s in zip(generators, my_shards):
         generator.set_state(generator_states[s])
     return state["history"], state["step"]
+
+
+def _learner_kind(learner: Learner) -> str:
+    """The learner's class, and whether it is first-order: what a checkpoint must be resumed by
+    (MAML's and first-order MAML's states look alike, and so do MAML's and ANIL's)."""
+    first_order = getattr(learner, "first_order", False)
+    return type(learner).__name__ + (" (first-order)" if first_order else "")
 
 
 def _step_means(stats: list[Stats], context: distributed.Context, trainable: list[Tensor]) -> dict[str, float]:
@@ -112,7 +123,9 @@ def meta_train(
         seed: seeds the generator passed to ``sample_tasks``.
         val_tasks: a fixed batch scored every ``val_every`` steps (after adaptation).
         checkpoint: a file to resume from when it exists and to save to every
-            ``checkpoint_every`` steps and at the end.
+            ``checkpoint_every`` steps and at the end. It records which learner wrote it (a
+            checkpoint of another learner is refused); a resumed run keeps Adam's moments and
+            steps at the ``meta_lr`` given now.
         shards: draw each meta-batch as this many shards, shard ``s`` from its own generator
             seeded by :func:`mtlcode.distributed.shard_seed` (shard 0 by ``seed`` itself).
             Default: 1, or the world size when a ``torch.distributed`` process group is
@@ -163,6 +176,8 @@ def meta_train(
         state = context.broadcast(load_checkpoint(checkpoint) if context.is_main and checkpoint.exists() else None)
     if state is not None:
         history, start = _restore(learner, optimizer, generators, my_shards, shards, state, checkpoint)
+        for group in optimizer.param_groups:  # the saved optimizer state holds the old rate:
+            group["lr"] = meta_lr              # a resumed run steps at the meta_lr it was given
     context.sync_parameters(learner.model)
     if start >= iterations:
         if start > iterations:
@@ -178,6 +193,7 @@ def meta_train(
         states = [s for part in context.gather([g.get_state() for g in generators]) for s in part]
         if context.is_main:
             save_checkpoint(checkpoint, {"model": learner.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "learner": _learner_kind(learner),
                                          "generators": states, "shards": shards, "history": history,
                                          "step": step})
         context.barrier()  # nobody returns (and maybe reads the file) before it is written

@@ -215,11 +215,18 @@ def translation_file(language: Language, page: str, root: Path = ROOT) -> Path:
 
 
 def read_translations(path: Path) -> dict[str, Entry]:
-    """The entries of one translation file, by key ({} when the file does not exist)."""
+    """The entries of one translation file, by key ({} when the file does not exist).
+
+    Refuses a file it cannot read whole (raises :class:`TranslationError` naming the line): text
+    before the first marker, or a line that starts like a marker but is not one (a damaged
+    marker would otherwise fold its translation into the previous one, or hide it, and ``todo``
+    would then replace the translator's work with English). A UTF-8 byte-order mark is ignored.
+    """
     if not path.exists():
         return {}
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
     markers = list(_MARKER.finditer(text))
+    _check_markers(path, text, markers)
     entries: dict[str, Entry] = {}
     for marker, following in zip(markers, markers[1:] + [None]):
         end = following.start() if following else len(text)
@@ -228,6 +235,25 @@ def read_translations(path: Path) -> dict[str, Entry]:
             raise TranslationError(f"{path}: the segment {key!r} is translated twice")
         entries[key] = Entry(marker.group("sha"), text[marker.end():end].strip("\n"))
     return entries
+
+
+def _check_markers(path: Path, text: str, markers: list[re.Match[str]]) -> None:
+    first = markers[0].start() if markers else len(text)
+    # A header comment may come first (strings.md has one); anything else there is damage.
+    before = re.sub(r"<!--(?:(?!sha=).)*?-->", "", text[:first], flags=re.S)
+    if before.strip():
+        line = before.strip().splitlines()[0]
+        raise TranslationError(f"{path}: text before the first marker ({line[:60]!r}); is the first marker damaged? "
+                               "Each translation starts with a line `<!-- KEY sha=<12 hex digits> -->`. Repair the "
+                               "file by hand; nothing was changed")
+    marker_starts = {m.start() for m in markers}
+    offset = 0
+    for number, line in enumerate(text.splitlines(keepends=True), 1):
+        if line.lstrip().startswith("<!--") and "sha=" in line and offset not in marker_starts:
+            raise TranslationError(f"{path}, line {number}: {line.strip()[:80]!r} is not a valid marker (expected "
+                                   "`<!-- KEY sha=<12 hex digits> -->` alone on its line). Repair it by hand; "
+                                   "nothing was changed")
+        offset += len(line)
 
 
 def _entry_text(segment: Segment) -> str:
@@ -443,15 +469,28 @@ def translated_notebooks(language: Language, root: Path = ROOT) -> dict[Path, st
         if page.endswith(".ipynb"):
             english = read_notebook(root / page)
             translated = translate_notebook(english, _lookup(language, page, root), strings_zh)
+            translated.setdefault("metadata", {})[GENERATED_KEY] = {"from": page, "language": language.code}
             out[root / language.code / page] = notebook_text(_clear_outputs(translated))
     return out
 
 
+GENERATED_KEY = "mtlcode_translation"  # notebook metadata naming the English page it was generated from
+
+
+def _generated(path: Path) -> bool:
+    try:
+        return GENERATED_KEY in json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def write_notebooks(language: Language, root: Path = ROOT) -> list[Path]:
-    """Write ``<lang>/book/*.ipynb``; delete translated notebooks whose English page is gone."""
+    """Write ``<lang>/book/*.ipynb``; delete the translated notebooks this command generated
+    earlier whose English page is gone (marked in their metadata). Other notebooks under
+    ``<lang>/``, a translator's drafts for instance, are never touched."""
     notebooks = translated_notebooks(language, root)
     for stale in (root / language.code).rglob("*.ipynb"):
-        if stale not in notebooks and ".ipynb_checkpoints" not in stale.parts:
+        if stale not in notebooks and ".ipynb_checkpoints" not in stale.parts and _generated(stale):
             stale.unlink()
     for path, text in notebooks.items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -511,9 +550,7 @@ def write_source(language: Language, out: Path, root: Path = ROOT, executed: Pat
                                + "\n  ".join(problems[:20]))
     executed = executed or root / "_build" / "jupyter_execute"
     strings_zh = _string_lookup(language, root)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    _clear_source_folder(out)
     for page in book_pages(root):
         target = out / page
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -535,6 +572,25 @@ def write_source(language: Language, out: Path, root: Path = ROOT, executed: Pat
     (out / "_toc.yml").write_text(yaml.safe_dump(toc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     (out / "_config.yml").write_text(_config(language, root, strings_zh[_title(root)]), encoding="utf-8")
     return out
+
+
+SOURCE_STAMP = ".mtlcode-translated-source"
+
+
+def _clear_source_folder(out: Path) -> None:
+    """Empty ``out`` for a new build of the sources, but only if this command wrote it (its stamp
+    file says so) or it is empty; any other folder is refused, never deleted."""
+    if out.exists():
+        if not out.is_dir():
+            raise TranslationError(f"{out} is a file, not a folder; give a new folder for the sources (as "
+                                   "`make book-zh` does: _build/zh)")
+        if (out / SOURCE_STAMP).is_file():
+            shutil.rmtree(out)
+        elif any(out.iterdir()):
+            raise TranslationError(f"{out} already holds files that `translation source` did not write; it is left "
+                                   "as it is. Give a new or empty folder (`make book-zh` uses _build/zh)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SOURCE_STAMP).write_text("written by python -m mtlcode.translation source; rewritten on each run\n")
 
 
 def _title(root: Path) -> str:
@@ -562,10 +618,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _known_pages(pages: list[str]) -> list[str]:
+    """``pages`` as the table of contents names them; an unknown page is an error, never a new file."""
+    known = book_pages()
+    normalised = [Path(page).as_posix().removeprefix("./") for page in pages]
+    unknown = [page for page, name in zip(pages, normalised) if name not in known]
+    if unknown:
+        raise TranslationError(f"not pages of the book: {unknown}; the pages are {known}")
+    return normalised
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     language = LANGUAGES[args.language]
     try:
+        if getattr(args, "pages", None):
+            args.pages = _known_pages(args.pages)
         if args.command == "check":
             problems = check(language, pages=args.pages)
             print("\n".join(problems) or f"the {language.name} edition is complete and current")

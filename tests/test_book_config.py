@@ -64,8 +64,8 @@ def test_chapter_conventions(path):
     assert nb[1]["cell_type"] == "code" and "google.colab" in setup, "second cell: the Colab install cell"
     assert f"git+{CONFIG['repository']['url']}" in setup, "the install URL must match _config.yml's repository"
     assert sum("parameters" in tags(c) for c in nb) <= 1, "at most one `parameters` cell"
-    guards = [c for c in nb if "remove-cell" in tags(c) and "assert" in source(c)]
-    assert guards, "key claims need `assert`s in cells tagged remove-cell"
+    guards = [c for c in nb if "remove-cell" in tags(c) and "claim(" in source(c)]
+    assert guards, "key claims need `claim(...)` checks in cells tagged remove-cell"
     markdown = "\n".join(source(c) for c in nb if c["cell_type"] == "markdown")
     assert re.search(r"^## Exercises", markdown, re.M), "a chapter ends with an Exercises section"
 
@@ -77,3 +77,21 @@ def test_citations_resolve(path):
     markdown = "\n".join(source(c) for c in cells(path) if c["cell_type"] == "markdown")
     cited = {k.strip() for group in re.findall(r"\{cite[pt]?\}`([^`]+)`", markdown) for k in group.split(",")}
     assert cited <= BIB_KEYS, f"citations missing from book/references.bib: {sorted(cited - BIB_KEYS)}"
+
+
+CLAIM_KEY = re.compile(r"""\bclaim\(\s*["']([^"']+)["']""")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_claims_go_through_claim_with_a_key_of_their_own(path):
+    """A hidden check of the prose is a `claim` (a reader's run gets a note, not a crash), never a
+    bare `assert`; its key starts with the chapter's number (a page's name) and names one claim of the chapter
+    (benchmarks/claims.py tallies the seeds per key)."""
+    guards = [source(c) for c in cells(path) if c["cell_type"] == "code" and "remove-cell" in tags(c)]
+    bare = [line.strip() for text in guards for line in text.splitlines() if re.match(r"\s*assert\b", line)]
+    assert not bare, f"{path.name}: hidden checks with a bare assert; use mtlcode.book.claim: {bare}"
+    keys = [key for text in guards for key in CLAIM_KEY.findall(text)]
+    prefix = path.stem[:2] if path.stem[:2].isdigit() else path.stem
+    assert all(key.startswith(prefix + ".") for key in keys), keys
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    assert not repeated, f"{path.name}: claim keys used twice: {repeated}"

@@ -67,7 +67,7 @@ def test_zero_iterations_writes_no_history_and_does_not_crash(tmp_path, capsys):
 
 
 def test_a_damaged_checkpoint_gives_a_one_line_error(tmp_path):
-    tmp_path.mkdir(exist_ok=True)
+    main([*ARGS, "--out", str(tmp_path)])  # a run with its config.json, whose checkpoint then breaks
     (tmp_path / "checkpoint.pt").write_bytes(b"\x00" * 10)
     done = subprocess.run([sys.executable, "-m", "mtlcode.train", *ARGS, "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
@@ -161,3 +161,41 @@ def test_runs_written_before_the_method_option_still_resume(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     main([*ARGS, "--iterations", "6", "--out", str(tmp_path)])
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 6
+
+
+def test_a_checkpoint_without_its_config_is_not_resumed_under_any_settings(tmp_path):
+    main([*ARGS, "--out", str(tmp_path)])
+    (tmp_path / "config.json").unlink()
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ResumeMismatch, match="no config.json beside it"):
+        main([*ARGS, "--method", "anil", "--iterations", "6", "--out", str(tmp_path)])
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+
+
+@pytest.mark.parametrize("name", ["history.json", "config.json"])
+def test_a_folder_of_other_files_is_not_overwritten(tmp_path, name):
+    (tmp_path / name).write_text("{\"mine\": 1}" if name == "history.json" else "not json")
+    with pytest.raises(ResumeMismatch, match="Nothing was changed"):
+        main([*ARGS, "--out", str(tmp_path)])
+    assert (tmp_path / name).read_text() in ("{\"mine\": 1}", "not json")
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_two_runs_into_one_folder_are_refused_while_the_first_runs(tmp_path):
+    import fcntl
+
+    tmp_path.joinpath(".lock").touch()
+    with open(tmp_path / ".lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running `python -m mtlcode.train` holds it
+        with pytest.raises(ResumeMismatch, match="another run is writing to"):
+            main([*ARGS, "--out", str(tmp_path)])
+    assert not (tmp_path / "checkpoint.pt").exists()
+    main([*ARGS, "--out", str(tmp_path)])  # released: the run goes ahead
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 4
+
+
+def test_a_new_meta_lr_allowed_on_resume_is_the_one_used(tmp_path):
+    main([*ARGS, "--meta-lr", "0.001", "--out", str(tmp_path)])
+    main([*ARGS, "--iterations", "6", "--meta-lr", "0.05", "--allow-changes", "--out", str(tmp_path)])
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"] == 0.05
+    assert json.loads((tmp_path / "config.json").read_text())["meta_lr"] == 0.05

@@ -82,3 +82,56 @@ def test_a_model_without_body_and_head_gets_a_clear_error():
         finetune(model, x, x, steps=1, lr=0.1, mode="head", loss=F.mse_loss)
     tuned = finetune(model, x, x, steps=1, lr=0.1, mode="all", loss=F.mse_loss)  # "all" needs no head
     assert isinstance(tuned, torch.nn.Sequential)
+
+
+# -- the ridge probe for regression ------------------------------------------------------------------
+
+def test_ridge_solution_matches_the_normal_equations_in_float64_in_both_forms():
+    from mtlcode.finetune import ridge_solution
+
+    g = torch.Generator().manual_seed(0)
+    for points, width in ((30, 8), (10, 41)):  # primal (more points) and dual (more features)
+        x = torch.randn(points, width, generator=g, dtype=torch.float64)
+        y = torch.randn(points, 2, generator=g, dtype=torch.float64)
+        w, b = ridge_solution(x, y, ridge=0.3)
+        # reference: minimise |[x 1][w; b] - y|^2 + 0.3 |w|^2 through its normal equations
+        design = torch.cat([x, torch.ones(points, 1, dtype=torch.float64)], 1)
+        penalty = torch.diag(torch.cat([torch.full((width,), 0.3, dtype=torch.float64),
+                                        torch.zeros(1, dtype=torch.float64)]))
+        reference = torch.linalg.solve(design.T @ design + penalty, design.T @ y)
+        torch.testing.assert_close(w, reference[:-1])
+        torch.testing.assert_close(b, reference[-1])
+
+
+def test_ridge_zero_is_the_minimum_norm_least_squares_fit_and_a_larger_ridge_shrinks_the_weights():
+    from mtlcode.finetune import ridge_solution
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(10, 41, generator=g, dtype=torch.float64)  # fewer points than features
+    y = torch.randn(10, 1, generator=g, dtype=torch.float64)
+    w0, b0 = ridge_solution(x, y, 0.0)
+    torch.testing.assert_close(x @ w0 + b0, y)  # interpolates the points
+    xc = x - x.mean(0)
+    torch.testing.assert_close(w0, torch.linalg.lstsq(xc, y - y.mean(), driver="gelsd").solution)
+    norms = [ridge_solution(x, y, r)[0].norm().item() for r in (0.0, 1.0, 10.0, 100.0)]
+    assert norms == sorted(norms, reverse=True) and norms[-1] < 0.5 * norms[0], norms
+
+
+@pytest.mark.parametrize("ridge", [-1.0, float("nan"), float("inf")])
+def test_ridge_must_be_a_finite_non_negative_number(ridge):
+    from mtlcode.finetune import ridge_solution
+
+    with pytest.raises(ValueError, match="ridge"):
+        ridge_solution(torch.randn(5, 3), torch.randn(5, 1), ridge)
+
+
+def test_finetune_probe_takes_ridge_for_regression_only():
+    from mtlcode.models import MLP
+
+    model = MLP([1, 8, 1])
+    x, y = torch.randn(6, 1), torch.randn(6, 1)
+    loose = finetune(model, x, y, steps=0, lr=0.1, mode="linear_probe", loss=F.mse_loss)
+    tight = finetune(model, x, y, steps=0, lr=0.1, mode="linear_probe", loss=F.mse_loss, ridge=10.0)
+    assert tight.head.weight.norm() < loose.head.weight.norm()
+    with pytest.raises(ValueError, match="ridge"):
+        finetune(model, x, y, steps=1, lr=0.1, mode="all", loss=F.mse_loss, ridge=1.0)

@@ -104,3 +104,26 @@ def test_the_loop_strategy_accumulates_the_same_meta_gradient_task_by_task():
         for g, p in zip(grads, model.parameters()):
             torch.testing.assert_close(g, p.grad, rtol=1e-12, atol=1e-14)
         assert stats["loss"].shape == stats["metric"].shape == (4,) and not stats["loss"].requires_grad
+
+
+@pytest.mark.parametrize("loss", [nn.CrossEntropyLoss(), lambda p, y: F.cross_entropy(p, y)],
+                         ids=["module", "lambda"])
+def test_any_loss_that_ignores_the_predictions_is_refused(loss):
+    with pytest.raises(ValueError, match="does not change when the predictions do"):
+        MAML(MLP([1, 4, 1]), 0.01, loss=loss).meta_loss(sinusoid_batch())
+
+
+@pytest.mark.parametrize("field", ["support_x", "query_x", "query_y"])
+def test_a_nan_in_the_data_is_refused_not_scored_as_chance(field):
+    from mtlcode import ProtoNet
+
+    batch = classification_batch(3) if field != "query_y" else sinusoid_batch()
+    tensor = getattr(batch, field)
+    tensor[(0,) * tensor.dim()] = float("nan")
+    maml = (MAML(Conv4(ways=3, hidden=4), 0.4, loss=F.cross_entropy) if field != "query_y"
+            else MAML(MLP([1, 4, 1]), 0.01, loss=F.mse_loss))
+    with pytest.raises(ValueError, match=f"{field} holds 1 NaN or infinite"):
+        evaluate(maml, batch)
+    if field != "query_y":
+        with pytest.raises(ValueError, match=f"{field} holds 1 NaN"):
+            evaluate(ProtoNet(Conv4(ways=3, hidden=4).body), batch)

@@ -105,3 +105,14 @@ def test_model_arguments_are_checked():
         Conv4(image_size=8)
     with pytest.raises(ValueError, match=r"\[batch, channels, height, width\]"):
         Conv4()(torch.rand(28, 28))
+
+
+def test_mlp_takes_a_smooth_activation_and_refuses_an_instance():
+    smooth = MLP([1, 8, 1], activation=nn.Tanh)
+    assert isinstance(smooth.body[1], nn.Tanh)
+    assert isinstance(MLP([1, 8, 1]).body[1], nn.ReLU)  # the default stays the paper's
+    x = torch.linspace(-1, 1, 5).reshape(-1, 1)
+    assert smooth(x).shape == (5, 1)
+    for bad in (nn.Tanh(), "tanh", torch.tanh):
+        with pytest.raises(TypeError, match="activation"):
+            MLP([1, 8, 1], activation=bad)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -70,3 +71,50 @@ def test_seed_difference_needs_the_same_training_seeds():
     rows[1]["training_seeds"] = [0, 1]
     mean, ci = results.seed_difference({"rows": rows}, "a", "b", benchmark="x")
     assert mean == pytest.approx(0.1) and ci == pytest.approx(0.0, abs=1e-9)
+
+
+# -- the benchmarks' saved parts are checked before they are trusted -----------------------------------
+
+def _part(rows):
+    return {"rows": rows, "fingerprint": {"p": 1}, "job": "maml", "seed": 0}
+
+
+@pytest.mark.parametrize(("rows", "problem"), [
+    ([], "no rows"),
+    ([{"metric": "accuracy", "mean": 7.5, "values": [0.5]}], "accuracy outside [0, 1]"),
+    ([{"metric": "accuracy", "mean": 0.5, "values": [0.5, 1.5]}], "accuracy outside [0, 1]"),
+    ([{"metric": "error", "mean": -0.1}], "error outside [0, 1]"),
+    ([{"metric": "mse", "mean": -1.0}], "negative mse"),
+    ([{"mean": 0.5}], "without its metric"),
+])
+def test_a_damaged_part_with_an_intact_fingerprint_is_refused_by_name(tmp_path, rows, problem):
+    from benchmarks.common import Partials
+
+    partials = Partials(tmp_path / "bench.json", {"p": 1})
+    partials.path("maml", 0).parent.mkdir(parents=True)
+    partials.path("maml", 0).write_text(json.dumps(_part(rows)))
+    with pytest.raises(ValueError, match=rf"maml-seed0.json has the right fingerprint but .*{re.escape(problem)}"):
+        partials.load("maml", 0)
+
+
+def test_a_sound_part_loads_and_a_stale_one_is_recomputed(tmp_path):
+    from benchmarks.common import Partials
+
+    partials = Partials(tmp_path / "bench.json", {"p": 1})
+    partials.save("maml", 0, {"rows": [{"metric": "mse", "mean": float("inf")}]})  # a diverged mean is a result
+    assert partials.load("maml", 0)["rows"][0]["mean"] == float("inf")
+    assert Partials(tmp_path / "bench.json", {"p": 2}).load("maml", 0) is None
+    partials.path("maml", 0).write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        partials.load("maml", 0)
+
+
+@pytest.mark.parametrize("bad", [["--seeds", "-3"], ["--workers", "0"], ["--seeds", "1", "1"]])
+def test_the_multi_seed_benchmarks_refuse_bad_seeds_and_workers(bad, capsys):
+    from benchmarks import omniglot, sinusoid
+
+    for benchmark in (omniglot, sinusoid):
+        with pytest.raises(SystemExit):
+            benchmark.main(["--quick", "--plan", *bad] if benchmark is omniglot else ["--quick", *bad])
+        err = capsys.readouterr().err
+        assert "--seeds" in err or "--workers" in err, err

@@ -88,7 +88,7 @@ def test_nan_loss_stops_training_with_the_step():
     def tasks(g):
         batch = Sinusoid().sample(2, 3, 3, generator=g)
         if g.initial_seed() == 0 and tasks.calls == 3:
-            batch.query_y[:] = float("nan")
+            batch.query_y[:] = 3e38  # finite data (NaN data is refused up front), an overflowing loss
         tasks.calls += 1
         return batch
 
@@ -189,3 +189,31 @@ def test_temporaries_of_a_save_killed_midway_are_removed_on_resume(tmp_path):
     stale.write_bytes(b"half a checkpoint")
     sinusoid_run(10, checkpoint=checkpoint, checkpoint_every=5)
     assert not stale.exists() and load_checkpoint(checkpoint)["step"] == 10
+
+
+def test_a_new_meta_lr_on_resume_takes_effect(tmp_path):
+    checkpoint = tmp_path / "run.pt"
+    sinusoid_run(6, checkpoint=checkpoint, meta_lr=1e-3, checkpoint_every=6)
+    saved = checkpoint.read_bytes()
+    same, _ = sinusoid_run(9, checkpoint=checkpoint, meta_lr=1e-3)
+    assert load_checkpoint(checkpoint)["optimizer"]["param_groups"][0]["lr"] == 1e-3
+    checkpoint.write_bytes(saved)
+    faster, _ = sinusoid_run(9, checkpoint=checkpoint, meta_lr=0.05)
+    assert load_checkpoint(checkpoint)["optimizer"]["param_groups"][0]["lr"] == 0.05
+    moved = max((a - b).abs().max().item() for a, b in zip(same.model.parameters(), faster.model.parameters()))
+    assert moved > 1e-2, moved  # 3 Adam steps of 0.05 against 3 of 0.001
+
+
+def test_a_checkpoint_of_another_kind_of_learner_is_refused(tmp_path):
+    checkpoint = tmp_path / "run.pt"
+    sinusoid = Sinusoid()
+
+    def run(first_order: bool) -> None:
+        torch.manual_seed(0)
+        maml = MAML(MLP([1, 40, 40, 1]), inner_lr=0.01, loss=F.mse_loss, first_order=first_order)
+        meta_train(maml, lambda g: sinusoid.sample(4, 5, 5, generator=g), 4, checkpoint=checkpoint, progress=False)
+
+    run(first_order=True)
+    assert load_checkpoint(checkpoint)["learner"] == "MAML (first-order)"
+    with pytest.raises(CheckpointError, match=r"holds a MAML \(first-order\) state: it cannot be resumed by MAML"):
+        run(first_order=False)

@@ -257,3 +257,84 @@ def test_a_block_inserted_into_a_page_leaves_the_translations_after_it_in_place(
     entries = tr.read_translations(tr.translation_file(ZH, "book/page.md", project))
     assert list(entries)[:3] == ["b0", "b1", "b2"] and entries["b1"].text == "A new first paragraph."
     assert entries["b2"].text.startswith("中文：一段")  # renumbered, still translated
+
+
+# --- nothing a translator or a command does destroys their work ---------------------------------
+
+def _built_english(project: Path, tmp_path: Path) -> Path:
+    executed = tmp_path / "run"
+    (executed / "book").mkdir(parents=True, exist_ok=True)
+    (executed / "book" / "01_a.ipynb").write_text((project / "book" / "01_a.ipynb").read_text())
+    return executed
+
+
+def test_source_refuses_a_folder_it_did_not_write_and_rewrites_its_own(project, tmp_path):
+    _translate_everything(project)
+    executed = _built_english(project, tmp_path)
+    precious = tmp_path / "translations_of_mine"
+    precious.mkdir()
+    (precious / "keep.md").write_text("my work")
+    with pytest.raises(tr.TranslationError, match="did not write"):
+        tr.write_source(ZH, precious, project, executed)
+    assert (precious / "keep.md").read_text() == "my work"
+    out = tr.write_source(ZH, tmp_path / "zh", project, executed)
+    (out / "leftover.txt").write_text("from an earlier build")
+    tr.write_source(ZH, out, project, executed)  # its own folder: rebuilt from scratch
+    assert not (out / "leftover.txt").exists() and (out / "book" / "01_a.ipynb").exists()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(tr.TranslationError, match="is a file"):
+        tr.write_source(ZH, a_file, project, executed)
+
+
+@pytest.mark.parametrize("damage", ["<!-- c1 sha=12 -->", "<!- c1 sha={sha} -->", "c1 sha={sha} -->"])
+def test_a_damaged_first_marker_is_named_and_todo_keeps_the_translation(project, damage):
+    _translate_everything(project)
+    path = tr.translation_file(ZH, "book/01_a.ipynb", project)
+    text = path.read_text(encoding="utf-8")
+    first = text.splitlines()[0]
+    sha = first.split("sha=")[1].split()[0]
+    damaged = text.replace(first, damage.format(sha=sha), 1)
+    path.write_text(damaged, encoding="utf-8")
+    with pytest.raises(tr.TranslationError, match="marker"):
+        tr.check(ZH, project)
+    with pytest.raises(tr.TranslationError, match="nothing was changed"):
+        tr.append_missing(ZH, "book/01_a.ipynb", project)
+    assert path.read_text(encoding="utf-8") == damaged  # the Chinese is still there
+
+
+def test_a_damaged_caption_marker_is_named_not_shipped(project):
+    _translate_everything(project)
+    path = tr.translation_file(ZH, "book/01_a.ipynb", project)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("<!-- c2.caption sha=", "<!-- c2.caption sha=x"), encoding="utf-8")
+    with pytest.raises(tr.TranslationError, match="line .*not a valid marker"):
+        tr.check(ZH, project)
+
+
+def test_a_byte_order_mark_is_ignored(project):
+    _translate_everything(project)
+    path = tr.translation_file(ZH, "book/01_a.ipynb", project)
+    path.write_text("\ufeff" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    assert tr.check(ZH, project) == []
+
+
+def test_notebooks_deletes_only_the_stale_notebooks_it_generated(project):
+    _translate_everything(project)
+    written = tr.write_notebooks(ZH, project)
+    assert [p.relative_to(project).as_posix() for p in written] == ["zh/book/01_a.ipynb"]
+    assert json.loads(written[0].read_text())["metadata"][tr.GENERATED_KEY]["from"] == "book/01_a.ipynb"
+    draft = project / "zh" / "drafts" / "my_work.ipynb"
+    draft.parent.mkdir()
+    draft.write_text(json.dumps(_notebook([_markdown("d", "my draft")])))
+    gone = project / "zh" / "book" / "00_removed.ipynb"  # generated earlier, its English page since removed
+    gone.write_text(json.dumps({**_notebook([]), "metadata": {tr.GENERATED_KEY: {"from": "book/00_removed.ipynb"}}}))
+    tr.write_notebooks(ZH, project)
+    assert draft.exists() and not gone.exists()
+
+
+@pytest.mark.parametrize("page", ["../../../../tmp/x.md", "book/99_nothing.ipynb", "/etc/passwd"])
+def test_todo_and_check_take_only_the_books_pages(page, capsys):
+    assert tr.main(["todo", "zh", page]) == 1
+    assert "not pages of the book" in capsys.readouterr().err
+    assert tr.main(["check", "zh", page]) == 1

@@ -8,6 +8,10 @@ folder that holds only the notebook (a Colab runtime has no clone of the reposit
 notebook's code before its first exercise is the chapter's, so only its first exercise runs again
 there, and must stop with the stub's NotImplementedError. The Chinese edition's notebooks hold the
 same code (tests/test_translation.py checks it), so these runs stand for them too.
+
+The chapters run here at another training seed than the book build (``READERS_SEED``, set after
+each chapter's ``parameters`` cell) and with the claims strict: every CI run thus shows that the
+prose's claims do not hang on the build's seed (``benchmarks/claims.py`` sweeps more seeds).
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ from colab import (
     snapshot_repository,
 )
 
+from mtlcode.book import STRICT_ENV
+from mtlcode.notebooks import with_seed
 from mtlcode.student_edition import SOLUTION_TAG, book_chapters, write_student_edition
 
 CHAPTERS = book_chapters(ROOT / "book")
+READERS_SEED = 1  # the book build runs every chapter at its default, SEED = 0
 
 
 def read(path: Path) -> nbformat.NotebookNode:
@@ -39,19 +46,20 @@ def read(path: Path) -> nbformat.NotebookNode:
 
 
 def report(path: Path, index: int | None, error: Exception | None) -> str:
-    return f"{path.name}: cell {index} raised\n{error}"
+    return f"{path.name} (SEED = {READERS_SEED}, its cell after 'parameters'): cell {index} raised\n{error}"
 
 
 @pytest.fixture(scope="session")
 def repository(tmp_path_factory):
     os.environ["JUPYTER_PATH"] = str(create_environment())
+    os.environ[STRICT_ENV] = "1"  # a claim that does not hold fails the chapter here (kernels inherit it)
     return snapshot_repository(tmp_path_factory.mktemp("repository"))
 
 
 @pytest.fixture(scope="session")
 def installed(repository, tmp_path_factory):
     """Chapter 1 run as on Colab; its install cell installs mtlcode. (index, error) of its run."""
-    notebook = read(CHAPTERS[0])
+    notebook = with_seed(read(CHAPTERS[0]), READERS_SEED)
     point_install_cell_at(notebook, repository)
     return execute(notebook, tmp_path_factory.mktemp("content"), colab=True)
 
@@ -79,7 +87,7 @@ def chapter_runs(installed, tmp_path_factory):
     """(index, error) of every other chapter's run, each in a kernel and a fresh folder of its own,
     as many at once as there are cores (each kernel uses one thread)."""
     def run(chapter: Path):
-        return execute(read(chapter), tmp_path_factory.mktemp(chapter.stem))
+        return execute(with_seed(read(chapter), READERS_SEED), tmp_path_factory.mktemp(chapter.stem))
 
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         return dict(zip(CHAPTERS[1:], pool.map(run, CHAPTERS[1:])))
