@@ -29,14 +29,19 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 test: unit e2e readers book site
+	@echo "== make test: every stage passed"
+
+# $(call timed,NAME,COMMAND): run COMMAND and print how long stage NAME took (CI's log shows each
+# stage's time, so the budget of 40 minutes can be watched), keeping COMMAND's exit status.
+timed = start=$$(date +%s); $(2); status=$$?; echo "== stage $(1): $$(( $$(date +%s) - start )) s"; exit $$status
 
 # The unit tests (a few minutes at most), then the end-to-end ones marked `slow`: the command line,
 # torchrun, the grader and nbgrader in child processes, every benchmark script at a tiny size.
 unit: setup
-	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow" tests
+	@$(call timed,unit,$(BIN)/python -m pytest -p no:cacheprovider -m "not slow" tests)
 
 e2e: setup
-	$(BIN)/python -m pytest -p no:cacheprovider -m slow tests
+	@$(call timed,e2e,$(BIN)/python -m pytest -p no:cacheprovider -m slow tests)
 
 notebooks: setup
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider book
@@ -44,10 +49,10 @@ notebooks: setup
 # The chapters and the student edition in a Colab-like venv (no book tools, mtlcode installed by
 # the install cell), and `make lab` started and driven through one chapter.
 readers: setup
-	$(BIN)/python -m pytest -p no:cacheprovider tests_readers
+	@$(call timed,readers,$(BIN)/python -m pytest -p no:cacheprovider tests_readers)
 
 site: setup
-	$(BIN)/python -m pytest -p no:cacheprovider tests_site
+	@$(call timed,site,$(BIN)/python -m pytest -p no:cacheprovider tests_site)
 
 # JupyterLab on the book's notebooks; its kernel is the project's environment. Extra options go
 # in LAB_ARGS, e.g. `make lab LAB_ARGS="--no-browser --port 8890"`.
@@ -60,8 +65,8 @@ demo: setup
 # English first (it runs every notebook), then the Chinese edition from the same notebooks and
 # the English run's outputs (mtlcode.translation): nothing runs twice.
 book: setup
-	$(BIN)/jupyter-book build --warningiserror --keep-going .
-	$(MAKE) book-zh
+	@$(call timed,book (English),$(BIN)/jupyter-book build --warningiserror --keep-going .)
+	@$(call timed,book (Chinese),$(MAKE) book-zh)
 
 book-zh: setup
 	$(BIN)/python -m mtlcode.translation source zh _build/zh

@@ -19,7 +19,6 @@ fingerprint). The chapters that read Omniglot need the archives: ``MTLCODE_DATA`
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -35,15 +34,9 @@ from nbclient.exceptions import CellExecutionError
 
 from benchmarks.common import RESULTS, write_json
 from benchmarks.notebook_times import BOOK, chapters
-from mtlcode.notebooks import with_seed
+from mtlcode.notebooks import code_fingerprint, with_seed
 
 LOG_ENV = "MTLCODE_CLAIMS_LOG"
-
-
-def fingerprint(notebook: nbformat.NotebookNode) -> str:
-    """What decides a part's outcome: the notebook's code (its prose does not run)."""
-    code = "\n# cell\n".join(c.source for c in notebook.cells if c.cell_type == "code")
-    return hashlib.sha256(code.encode()).hexdigest()[:16]
 
 
 def run_part(path: Path, notebook: nbformat.NotebookNode, seed: int, timeout: int) -> dict[str, Any]:
@@ -107,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     partial = args.out.with_suffix(".partial")
     # Each chapter is read once: the code that runs is the code its parts are labelled with.
     notebooks = {path.stem: nbformat.read(path, as_version=4) for path in chapters(args.book)}
-    prints = {name: fingerprint(notebook) for name, notebook in notebooks.items()}
+    prints = {name: code_fingerprint(notebook) for name, notebook in notebooks.items()}
 
     def part_file(chapter: str, seed: int) -> Path:
         return partial / f"{chapter}-seed{seed}.json"
@@ -144,6 +137,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seeds": args.seeds,
         "chapters": summarise(parts),
     }
+    for chapter, entry in result["chapters"].items():
+        entry["fingerprint"] = prints[chapter]  # the code these runs executed
     write_json(args.out, result)
     failing = [(chapter, key) for chapter, entry in result["chapters"].items()
                for key, row in entry["claims"].items() if row["failed"]]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SOLUTION_TAG", "NotebookError", "book_chapters", "cell_source", "cell_tags", "default_book",
-           "defined_functions", "exercise_label", "read_notebook", "with_seed"]
+           "code_fingerprint", "defined_functions", "exercise_label", "read_notebook", "with_seed"]
 
 SOLUTION_TAG = "solution"
 # The number of an exercise: "**3. Title**" or "3. **Title**" at the start of a line.
@@ -117,3 +117,15 @@ def with_seed(notebook: Any, seed: int) -> Any:
     copy = nbformat.from_dict(json.loads(json.dumps(notebook)))
     copy.cells.insert(index + 1, nbformat.v4.new_code_cell(f"SEED = {seed}"))
     return copy
+
+
+def code_fingerprint(notebook: Any) -> str:
+    """16 hex digits of the SHA-256 of a notebook's code cells: what decides what its run computes.
+
+    ``benchmarks/claims.py`` labels each chapter's sweep with it, so a sweep of older code is
+    recognised as such (the prose, which does not run, is left out).
+    """
+    import hashlib
+
+    code = "\n# cell\n".join(cell_source(c) for c in notebook["cells"] if c["cell_type"] == "code")
+    return hashlib.sha256(code.encode()).hexdigest()[:16]

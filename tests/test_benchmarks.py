@@ -300,7 +300,7 @@ def test_omniglot_benchmark_pairs_the_best_of_each_side_and_measures_lake_marks(
     for m in marks:
         assert set(m["distance"]) == set(omniglot.LAKE_MARKS)
         assert m["distance"]["siamese_convnet"] == pytest.approx(m["error"] - 0.080)
-        assert m["meets_target"] == (m["error"] <= 0.080 + omniglot.FLOAT32_SLACK)
+        assert "meets_target" not in m  # a published mark to compare with, not a target to tune towards
     published = {r["method"]: r for r in result["published"]}
     assert published["siamese_convnet"]["source"] == "koch2015siamese"
     assert published["people"]["mean"] == 0.045 and published["deep_convnet"]["mean"] == 0.135
@@ -337,18 +337,6 @@ def test_a_new_learning_rate_schedule_recomputes_that_trainings_parts_alone(quic
     monkeypatch.setattr(omniglot, "QUICK", replace(omniglot.QUICK, lr_halving={"protonet_lake": 2}))
     again = omniglot.main(argv)
     assert sorted(again["computed"]) == ["protonet_lake-seed0", "protonet_lake-seed1"]
-
-
-def test_lake_target_counts_whole_answers_not_float32_noise():
-    from benchmarks import omniglot
-
-    def row(error):
-        return {"method": "m", "benchmark": "lake20", "mean": error, "ci95": 0.02}
-
-    # 96 errors in 1,200 answers, as float32 accuracies give them back: at the mark.
-    assert omniglot.lake_marks([row(0.08000000617)])[0]["meets_target"]
-    # One answer more (97 / 1,200) is above it.
-    assert not omniglot.lake_marks([row(97 / 1200)])[0]["meets_target"]
 
 
 def test_omniglot_plan_fits_the_budget(capsys):

@@ -338,3 +338,15 @@ def test_todo_and_check_take_only_the_books_pages(page, capsys):
     assert tr.main(["todo", "zh", page]) == 1
     assert "not pages of the book" in capsys.readouterr().err
     assert tr.main(["check", "zh", page]) == 1
+
+
+@pytest.mark.slow
+def test_the_chinese_instructor_page_runs_from_a_clone():
+    """It reads its sibling chapters, which are the Chinese ones there ("## 练习", not "## Exercises")."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    folder = ROOT / "zh" / "book"
+    notebook = nbformat.read(folder / "instructor.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute()
