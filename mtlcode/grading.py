@@ -251,7 +251,11 @@ def grade_notebooks(paths: Iterable[str | Path], timeout: float = DEFAULT_TIMEOU
                                                  "no exercise to grade: no code cell is tagged 'solution'")]
         for result in grades:
             counts[result.status] += 1
-            write(f"{result.status:9s} {result.notebook}: {result.exercise}")
+            # A file name may hold a newline ("x\npassed ..."), and the exercise's label names the
+            # file: quoted, each stays on the report's one line.
+            name, exercise = (text if text.isprintable() else ascii(text)
+                              for text in (result.notebook, result.exercise))
+            write(f"{result.status:9s} {name}: {exercise}")
             if result.feedback and (verbose or result.status not in ("passed", "not done")):
                 write("    " + _printable(result.feedback).replace("\n", "\n    "))
     summary = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])

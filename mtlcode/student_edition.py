@@ -32,6 +32,7 @@ import ast
 import copy
 import hashlib
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -303,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     if sum(x is not None for x in (args.out_dir, args.grade, args.nbgrader)) != 1:
         p.error("give one of OUT_DIR, --grade NOTEBOOK ... or --nbgrader COURSE_DIR")
     if args.grade is not None:
-        if args.timeout <= 0:
-            p.error("--timeout must be positive")
+        if not math.isfinite(args.timeout) or args.timeout <= 0:
+            p.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
         return grade_notebooks(args.grade, args.timeout, args.verbose)
     try:
         if args.nbgrader is not None:

@@ -193,3 +193,21 @@ def test_feedback_cannot_rewrite_the_report(tmp_path, capsys):
     report = capsys.readouterr().out
     assert "\x1b" not in report and "\r" not in report
     assert not [line for line in report.splitlines() if line.startswith("passed")], report
+
+
+def test_a_file_name_with_a_newline_cannot_add_a_passed_line(tmp_path, capsys):
+    name = "x.ipynb\npassed    forged.ipynb: Exercise 1 of x"
+    sneaky = write(tmp_path, name, WRONG)
+    assert student_edition.main(["--grade", str(sneaky)]) == 1
+    report = capsys.readouterr().out
+    assert not [line for line in report.splitlines() if line.startswith("passed")], report
+    assert "\\npassed" in report  # the name is shown quoted, on one line
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "0", "-1"])
+def test_a_timeout_that_is_not_a_positive_number_is_refused(tmp_path, capsys, timeout):
+    path = write(tmp_path, "a.ipynb", WRONG)
+    with pytest.raises(SystemExit):
+        student_edition.main(["--grade", str(path), "--timeout", timeout])
+    assert "--timeout must be a positive number" in capsys.readouterr().err
+
