@@ -34,16 +34,15 @@ from nbclient.exceptions import CellExecutionError
 
 from benchmarks.common import RESULTS, write_json
 from benchmarks.notebook_times import BOOK, chapters
+from mtlcode.book import LOG_ENV, STRICT_ENV
 from mtlcode.notebooks import code_fingerprint, with_seed
-
-LOG_ENV = "MTLCODE_CLAIMS_LOG"
 
 
 def run_part(path: Path, notebook: nbformat.NotebookNode, seed: int, timeout: int) -> dict[str, Any]:
     """Execute ``notebook`` (chapter ``path``) at ``seed`` (lenient claims); its claims, error and seconds."""
     with tempfile.TemporaryDirectory() as folder:
         log = Path(folder) / "claims.jsonl"
-        env = {**os.environ, "OMP_NUM_THREADS": "1", LOG_ENV: str(log), "MTLCODE_STRICT_CLAIMS": "0"}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", LOG_ENV: str(log), STRICT_ENV: "0"}
         client = NotebookClient(with_seed(notebook, seed), timeout=timeout,
                                 kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
         started, error = time.perf_counter(), None

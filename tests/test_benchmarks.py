@@ -104,9 +104,10 @@ def test_partials_resume_only_parts_of_the_same_run(tmp_path):
 
     out = tmp_path / "bench.json"
     partials = Partials(out, {"protocol": {"sizes": (1, 2)}})
-    partials.save("maml", 0, {"rows": [1]}, own={"iterations": 5})
+    rows = [{"metric": "accuracy", "mean": 0.5}]
+    partials.save("maml", 0, {"rows": rows}, own={"iterations": 5})
     assert partials.path("maml", 0) == tmp_path / "bench.partial" / "maml-seed0.json"
-    assert partials.load("maml", 0, own={"iterations": 5})["rows"] == [1]
+    assert partials.load("maml", 0, own={"iterations": 5})["rows"] == rows
     assert partials.load("maml", 0, own={"iterations": 6}) is None      # its own sizes changed
     assert Partials(out, {"protocol": {"sizes": (1, 3)}}).load("maml", 0, own={"iterations": 5}) is None
     assert partials.load("maml", 1) is None

@@ -104,9 +104,8 @@ def test_a_sound_part_loads_and_a_stale_one_is_recomputed(tmp_path):
     partials.save("maml", 0, {"rows": [{"metric": "mse", "mean": float("inf")}]})  # a diverged mean is a result
     assert partials.load("maml", 0)["rows"][0]["mean"] == float("inf")
     assert Partials(tmp_path / "bench.json", {"p": 2}).load("maml", 0) is None
-    partials.path("maml", 0).write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
-        partials.load("maml", 0)
+    partials.path("maml", 0).write_text("{not json")  # cut short: computed again
+    assert partials.load("maml", 0) is None
 
 
 @pytest.mark.parametrize("bad", [["--seeds", "-3"], ["--workers", "0"], ["--seeds", "1", "1"]])
