@@ -97,6 +97,13 @@ def test_chapter_follows_the_readers_rules(path, rule):
     assert not problems, "\n".join([f"{path.name}:"] + problems)
 
 
+@pytest.mark.parametrize("path", sorted(BOOK.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_no_code_line_is_cut_off_on_any_page(path):
+    # Every notebook page, the instructor's too: its code is shown (folded) on the built page.
+    problems = long_lines(path)
+    assert not problems, "\n".join([f"{path.name}:"] + problems)
+
+
 def test_figure_names_are_unique_across_the_book():
     names = [c["metadata"]["mystnb"]["figure"]["name"] for p in CHAPTERS for c in cells(p)
              if c.get("metadata", {}).get("mystnb", {}).get("figure", {}).get("name")]
