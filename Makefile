@@ -63,13 +63,13 @@ demo: setup
 	$(BIN)/python -m mtlcode.demo
 
 # English first (it runs every notebook), then the Chinese edition from the same notebooks and
-# the English run's outputs (mtlcode.translation): nothing runs twice.
+# the English run's outputs (mtlcode.book.translation): nothing runs twice.
 book: setup
 	@$(call timed,book (English),$(BIN)/jupyter-book build --warningiserror --keep-going .)
 	@$(call timed,book (Chinese),$(MAKE) book-zh)
 
 book-zh: setup
-	$(BIN)/python -m mtlcode.translation source zh _build/zh
+	$(BIN)/python -m mtlcode.book.translation source zh _build/zh
 	$(BIN)/jupyter-book build --warningiserror --keep-going _build/zh
 	rm -rf _build/html/zh
 	cp -r _build/zh/_build/html _build/html/zh

@@ -35,7 +35,7 @@ from nbclient.exceptions import CellExecutionError
 from benchmarks.common import RESULTS, write_json
 from benchmarks.notebook_times import BOOK, chapters
 from mtlcode.book import LOG_ENV, STRICT_ENV
-from mtlcode.notebooks import code_fingerprint, with_seed
+from mtlcode.book.notebooks import code_fingerprint, with_seed
 
 
 def run_part(path: Path, notebook: nbformat.NotebookNode, seed: int, timeout: int) -> dict[str, Any]:

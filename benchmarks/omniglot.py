@@ -14,7 +14,7 @@ every character's 90-degree rotations as extra classes (Finn et al., 2017):
   the frozen body (``finetune_head``), every weight (``finetune_all``), or a linear classifier
   fitted to convergence on fixed features (``finetune_linear_probe``); and Baseline++
   (``baselinepp``, Chen et al., 2019): pre-trained and fine-tuned with a cosine classifier,
-  ``logits = scale * cos(features, class weights)`` (:class:`mtlcode.finetune.CosineHead`).
+  ``logits = scale * cos(features, class weights)`` (:class:`mtlcode.learners.finetune.CosineHead`).
 
 Every trained model is scored on
 
@@ -110,8 +110,8 @@ from mtlcode import ANIL, MAML, MetaSGD, ProtoNet, Reptile
 from mtlcode.checkpoints import save_checkpoint
 from mtlcode.data import Omniglot, lake_one_shot_runs, split_alphabets
 from mtlcode.evaluation import Evaluation, ci95_half_width
-from mtlcode.finetune import CosineHead, finetune, pretrain
-from mtlcode.learner import Learner
+from mtlcode.learners.base import Learner
+from mtlcode.learners.finetune import CosineHead, finetune, pretrain
 from mtlcode.models import Conv4
 from mtlcode.tasks import NWayKShot, TaskBatch
 
@@ -717,10 +717,10 @@ def run(args: Any, argv: list[str] | None, protocol: Protocol, started: float, d
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Every method on every benchmark (:func:`mtlcode.plots.benchmark_scores`), saved to ``path``."""
+    """Every method on every benchmark (:func:`mtlcode.book.plots.benchmark_scores`), saved to ``path``."""
     import matplotlib.pyplot as plt
 
-    fig = mtlcode.plots.benchmark_scores(result)
+    fig = mtlcode.book.plots.benchmark_scores(result)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

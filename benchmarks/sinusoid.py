@@ -58,7 +58,7 @@ import mtlcode
 from benchmarks.common import Partials, check_seeds_and_workers, over_seeds, parser, run_parts, write_result
 from mtlcode import MAML
 from mtlcode.evaluation import ci95_half_width
-from mtlcode.finetune import pretrain
+from mtlcode.learners.finetune import pretrain
 from mtlcode.models import MLP
 from mtlcode.tasks import Sinusoid, SinusoidBatch
 

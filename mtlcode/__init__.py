@@ -1,40 +1,46 @@
 """mtlcode: the helper package of the mtl-book on meta-learning and transfer learning.
 
-The layout follows the architecture: data -> tasks -> models -> learners (``learner``, ``maml``,
-``anil``, ``metasgd``, ``reptile``, ``protonet``, ``rl``, ``finetune``) -> training
-(``training``, ``checkpoints``, ``distributed``) and evaluation (``evaluation``) -> plots;
-course tooling (``exercises``, ``student_edition``, ``grading``) and the book's plumbing
-(``book``, ``results``) apart.
+Three groups, each in its own place, each using only the groups above it in this list:
+
+* **the library** a reader imports, at the top of the package and in :mod:`mtlcode.learners`:
+  data (``data``, ``digits``) -> tasks (``tasks``) -> models (``models``) -> learners
+  (``learners``: MAML and its family, ProtoNet, fine-tuning, meta-RL) -> training (``training``,
+  ``checkpoints``, ``distributed``, the command line ``python -m mtlcode``) and evaluation
+  (``metrics``, ``evaluation``, ``similarity``);
+* **the book's tools**, :mod:`mtlcode.book`: ``glue`` and ``claim`` for the chapters, the
+  figures (``plots``), the benchmark results they quote (``results``), the notebooks and the
+  Chinese edition (``notebooks``, ``translation``, ``language_switch``);
+* **the course's tools**, :mod:`mtlcode.course`: the exercises' checks (``exercises``), the
+  student edition, the grader and the nbgrader export (``python -m mtlcode.course``).
 
 ``import mtlcode`` loads torch and the core only. The submodules that pull in heavy libraries
-(``data``: PIL and torchvision; ``plots``: matplotlib; ``rl``, ``exercises``, ...) load on first
-use, as ``mtlcode.plots`` or ``from mtlcode.plots import ...``: every torchrun worker imports the
-package, and most never plot.
+(``data``: PIL and torchvision; ``book.plots``: matplotlib; ...) load on first use, as
+``mtlcode.data`` or ``from mtlcode.data import ...``: every torchrun worker imports the package,
+and most never plot. The module names of version 0.1 (``mtlcode.maml``, ``mtlcode.exercises``,
+...) still work (:mod:`mtlcode._aliases`).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mtlcode.anil import ANIL
+from mtlcode import _aliases
 from mtlcode.evaluation import Evaluation, evaluate
-from mtlcode.learner import Learner
-from mtlcode.maml import MAML
-from mtlcode.metasgd import MetaSGD
-from mtlcode.protonet import ProtoNet
-from mtlcode.reptile import Reptile
+from mtlcode.learners import ANIL, MAML, Learner, MetaSGD, ProtoNet, Reptile
 from mtlcode.training import meta_train
 from mtlcode.utils import device, seed_everything
 
 if TYPE_CHECKING:
-    from mtlcode import book, data, distributed, exercises, finetune, models, plots, results, rl, similarity, tasks
+    from mtlcode import data, distributed, learners, models, similarity, tasks
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-_LAZY_SUBMODULES = ("anil", "book", "checkpoints", "data", "digits", "distributed", "evaluation", "exercises",
-                    "finetune", "learner", "maml", "metasgd", "models", "plots", "protonet", "reptile", "results",
-                    "rl", "similarity", "student_edition", "tasks", "training", "utils")
+_aliases.install()
+
+_LAZY_SUBMODULES = ("book", "checkpoints", "course", "data", "digits", "distributed", "evaluation", "learners",
+                    "metrics", "models", "similarity", "tasks", "training", "utils",
+                    # the names of version 0.1, for `mtlcode.plots` and the like
+                    *(old.removeprefix("mtlcode.") for old in _aliases.MOVED))
 
 __all__ = [
     "ANIL",
@@ -45,28 +51,20 @@ __all__ = [
     "Evaluation",
     "Learner",
     "book",
+    "course",
     "data",
     "device",
     "distributed",
     "evaluate",
-    "exercises",
-    "finetune",
+    "learners",
     "meta_train",
     "models",
-    "plots",
-    "results",
-    "rl",
     "seed_everything",
     "similarity",
     "tasks",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # PEP 562: `mtlcode.plots` imports mtlcode/plots.py the first time it is used.
-    if name in _LAZY_SUBMODULES:
-        return importlib.import_module(f"mtlcode.{name}")
-    raise AttributeError(f"module 'mtlcode' has no attribute {name!r}")
+__getattr__ = _aliases.lazy_submodules("mtlcode", _LAZY_SUBMODULES)
 
 
 def __dir__() -> list[str]:

@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from mtlcode import distributed
-from mtlcode.anil import ANIL
 from mtlcode.checkpoints import CheckpointError
-from mtlcode.learner import Learner
-from mtlcode.maml import MAML
-from mtlcode.metasgd import MetaSGD
-from mtlcode.protonet import ProtoNet
-from mtlcode.reptile import Reptile
+from mtlcode.learners.anil import ANIL
+from mtlcode.learners.base import Learner
+from mtlcode.learners.maml import MAML
+from mtlcode.learners.metasgd import MetaSGD
+from mtlcode.learners.protonet import ProtoNet
+from mtlcode.learners.reptile import Reptile
 from mtlcode.tasks import TaskBatch
 from mtlcode.training import History, meta_train
 

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from pathlib import Path
 
-    fig = mtlcode.plots.sinusoid_fit(maml, test_tasks)
+    fig = mtlcode.book.plots.sinusoid_fit(maml, test_tasks)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=120, bbox_inches="tight")
     print(f"figure saved to {args.out}")

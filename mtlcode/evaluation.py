@@ -1,6 +1,6 @@
 """Scoring learners on test tasks: the per-task metric, and its mean with a 95% interval.
 
-Every learner (see :mod:`mtlcode.learner`) and every fine-tuning baseline is scored the same way:
+Every learner (see :mod:`mtlcode.learners.base`) and every fine-tuning baseline is scored the same way:
 adapt on each test task's support set, predict its query set, compute one number per task
 (accuracy for classification, mean squared error for regression), and report the mean over tasks
 with the half-width of its 95% confidence interval.
@@ -25,30 +25,14 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from mtlcode.learner import Learner
+from mtlcode.learners.base import Learner
+from mtlcode.metrics import task_metric
 from mtlcode.tasks import TaskBatch
 
-__all__ = ["Evaluation", "ci95_half_width", "evaluate", "t_quantile", "task_metric"]
+__all__ = ["Evaluation", "ci95_half_width", "evaluate", "t_quantile"]
 
 TaskSource = Callable[[torch.Generator], TaskBatch]
 AdaptAndPredict = Callable[[Tensor, Tensor, Tensor], Tensor]
-
-
-def _is_classification(predictions: Tensor, targets: Tensor) -> bool:
-    return not torch.is_floating_point(targets) and predictions.dim() == targets.dim() + 1
-
-
-def task_metric(predictions: Tensor, targets: Tensor) -> Tensor:
-    """Per-task accuracy (classification) or mean squared error (regression).
-
-    Both tensors are shaped ``[tasks, queries, ...]``; the result is ``[tasks]``.
-    """
-    if _is_classification(predictions, targets):
-        return (predictions.argmax(-1) == targets).float().mean(dim=1)
-    if predictions.shape != targets.shape:
-        raise ValueError(f"predictions {tuple(predictions.shape)} and regression targets {tuple(targets.shape)} "
-                         "must have the same shape (targets [tasks, queries, outputs])")
-    return ((predictions - targets) ** 2).flatten(1).mean(dim=1)
 
 
 # -- Student's t quantile, without SciPy ------------------------------------------------------
@@ -213,7 +197,7 @@ def evaluate(
 ) -> Evaluation:
     """Score ``method`` on test tasks: mean and 95% t-interval over tasks.
 
-    ``method`` is a :class:`~mtlcode.learner.Learner` (adapted with ``steps`` inner steps,
+    ``method`` is a :class:`~mtlcode.learners.base.Learner` (adapted with ``steps`` inner steps,
     default its own) or any ``adapt_and_predict(support_x, support_y, query_x) -> predictions``
     function for one task, such as a fine-tuning baseline. ``tasks`` is a batch, an iterable of
     batches, or a sampling function ``generator -> TaskBatch`` called (with a generator seeded by

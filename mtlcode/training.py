@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from mtlcode import distributed
 from mtlcode.checkpoints import CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from mtlcode.learner import Learner, Stats
+from mtlcode.learners.base import Learner, Stats
 
 __all__ = ["History", "meta_train"]
 
@@ -110,7 +110,7 @@ def meta_train(
     """Meta-train ``learner`` with Adam for ``iterations`` outer steps; returns the history.
 
     Args:
-        learner: any :class:`~mtlcode.learner.Learner` (``MAML``, the meta-RL learner, ...).
+        learner: any :class:`~mtlcode.learners.base.Learner` (``MAML``, the meta-RL learner, ...).
         sample_tasks: ``generator -> batch``, one meta-batch per call, e.g.
             ``lambda g: Sinusoid().sample(25, 10, 10, generator=g)``; with ``shards``, one
             shard of the meta-batch per call.

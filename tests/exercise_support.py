@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlcode import exercises
+from mtlcode.course import exercises
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
 CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))

@@ -45,7 +45,7 @@ def test_speed_benchmark_writes_its_result_and_figure(quick_speed):
 
 def test_speed_benchmark_times_every_learner_of_the_family(quick_speed):
     """ANIL, Meta-SGD, Reptile and ProtoNet: vmap against their own loop, at the headline sizes."""
-    from mtlcode.results import value
+    from mtlcode.book.results import value
 
     saved = quick_speed[1]
     headline = {"sinusoid_mlp": 4, "omniglot_conv4": 2}  # --quick's headline meta-batches
@@ -201,7 +201,7 @@ def test_sinusoid_adaptation_is_fine_tuning_every_weight_with_sgd_or_adam():
     import torch.nn.functional as F
 
     from benchmarks import sinusoid
-    from mtlcode.finetune import finetune
+    from mtlcode.learners.finetune import finetune
     from mtlcode.tasks import Sinusoid
 
     model = sinusoid.network(0)
@@ -411,7 +411,7 @@ def test_a_20_way_meta_learner_answers_5_way_tasks_with_its_first_head_rows():
 def test_cosine_head_is_a_scaled_cosine_and_fine_tuning_keeps_its_kind():
     import torch
 
-    from mtlcode.finetune import CosineHead, finetune, new_head
+    from mtlcode.learners.finetune import CosineHead, finetune, new_head
     from mtlcode.models import Conv4
 
     torch.manual_seed(0)

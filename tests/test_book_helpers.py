@@ -121,7 +121,7 @@ def test_a_claim_needs_a_key(claims):
 def test_with_seed_sets_the_seed_right_after_the_parameters_cell():
     import nbformat
 
-    from mtlcode.notebooks import NotebookError, with_seed
+    from mtlcode.book.notebooks import NotebookError, with_seed
 
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import x"),
                                                nbformat.v4.new_code_cell("SEED = 0\nN = 3"),

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from exercise_support import assert_fails, book_checks, case_names, mutated, reference
 from torch.func import functional_call
 
-from mtlcode import exercises
+from mtlcode.course import exercises
 from mtlcode.tasks import NWayKShot
 
 # Every checked exercise of the book, found in the chapters: a new one is tested here at once.

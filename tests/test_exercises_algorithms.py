@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from exercise_support import assert_fails, mutated, reference
 
-from mtlcode import exercises
+from mtlcode.course import exercises
 
 FIXED = (0.01, 0.05)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from exercise_support import assert_fails, case_names, define, mutated, solution_source
 
-from mtlcode import exercises
+from mtlcode.course import exercises
 
 
 def test_returns_to_go_with_a_hard_coded_discount_fails(capsys):

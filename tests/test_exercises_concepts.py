@@ -1,4 +1,4 @@
-"""The checks of chapter 2 (mtlcode/exercises/concepts.py): typical mistakes fail with a hint
+"""The checks of chapter 2 (mtlcode/course/exercises/concepts.py): typical mistakes fail with a hint
 that names them. What every check must do (pass the book's solution, let an unwritten exercise
 through, fail a memorised answer) is tested for all of them in ``test_exercises.py``.
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 from exercise_support import assert_fails, case_names, mutated, reference
 
-from mtlcode import exercises
+from mtlcode.course import exercises
 from mtlcode.tasks import Sinusoid
 
 # -- average_sinusoid -----------------------------------------------------------------------------

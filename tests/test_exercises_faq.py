@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from exercise_support import assert_fails, case_names, mutated, reference
 from torch.func import functional_call
 
-from mtlcode import exercises
+from mtlcode.course import exercises
 from mtlcode.models import Conv4
 
 BOOK = Path(__file__).resolve().parents[1] / "book"

@@ -10,8 +10,8 @@ import pytest
 import torch
 from exercise_support import assert_fails, case_names, mutated, reference
 
-from mtlcode.exercises import check_linear_maml_optimum
-from mtlcode.exercises import mathematics as checks
+from mtlcode.course.exercises import check_linear_maml_optimum
+from mtlcode.course.exercises import mathematics as checks
 
 CHECK, NAME = check_linear_maml_optimum, "linear_maml_optimum"
 SCALES = "2 / k * design.mT @ design, 2 / k * design.mT @ y"

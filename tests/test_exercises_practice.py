@@ -10,7 +10,7 @@ import pytest
 import torch
 from exercise_support import assert_fails, case_names, mutated, reference
 
-from mtlcode import exercises
+from mtlcode.course import exercises
 from mtlcode.similarity import linear_cka
 
 CKA = exercises.check_linear_cka, "centred_kernel_alignment"

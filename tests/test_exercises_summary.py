@@ -14,9 +14,10 @@ import pytest
 import torch
 from exercise_support import assert_fails, first_case, mutated, reference
 
-from mtlcode import Evaluation, evaluate, exercises
+from mtlcode import Evaluation, evaluate
+from mtlcode.course import exercises
 from mtlcode.evaluation import ci95_half_width
-from mtlcode.protonet import prototype_logits, prototypes
+from mtlcode.learners.protonet import prototype_logits, prototypes
 from mtlcode.tasks import TaskBatch
 
 BOOK = Path(__file__).resolve().parents[1] / "book"

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from exercise_support import assert_fails, case_names, mutated, reference
 from torch.func import functional_call, grad
 
-from mtlcode import exercises
+from mtlcode.course import exercises
 from mtlcode.models import MLP
 
 # -- per_example_gradients -------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from torch.func import functional_call
 
 from mtlcode import ANIL, MAML, Learner, MetaSGD, ProtoNet, Reptile, evaluate, meta_train
 from mtlcode.checkpoints import CheckpointError, load_checkpoint
+from mtlcode.learners.protonet import prototype_logits, prototypes
 from mtlcode.models import MLP
-from mtlcode.protonet import prototype_logits, prototypes
 from mtlcode.tasks import Sinusoid, TaskBatch
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from mtlcode.finetune import finetune, pretrain
+from mtlcode.learners.finetune import finetune, pretrain
 from mtlcode.models import MLP, Conv4
 
 
@@ -87,7 +87,7 @@ def test_a_model_without_body_and_head_gets_a_clear_error():
 # -- the ridge probe for regression ------------------------------------------------------------------
 
 def test_ridge_solution_matches_the_normal_equations_in_float64_in_both_forms():
-    from mtlcode.finetune import ridge_solution
+    from mtlcode.learners.finetune import ridge_solution
 
     g = torch.Generator().manual_seed(0)
     for points, width in ((30, 8), (10, 41)):  # primal (more points) and dual (more features)
@@ -104,7 +104,7 @@ def test_ridge_solution_matches_the_normal_equations_in_float64_in_both_forms():
 
 
 def test_ridge_zero_is_the_minimum_norm_least_squares_fit_and_a_larger_ridge_shrinks_the_weights():
-    from mtlcode.finetune import ridge_solution
+    from mtlcode.learners.finetune import ridge_solution
 
     g = torch.Generator().manual_seed(1)
     x = torch.randn(10, 41, generator=g, dtype=torch.float64)  # fewer points than features
@@ -119,7 +119,7 @@ def test_ridge_zero_is_the_minimum_norm_least_squares_fit_and_a_larger_ridge_shr
 
 @pytest.mark.parametrize("ridge", [-1.0, float("nan"), float("inf")])
 def test_ridge_must_be_a_finite_non_negative_number(ridge):
-    from mtlcode.finetune import ridge_solution
+    from mtlcode.learners.finetune import ridge_solution
 
     with pytest.raises(ValueError, match="ridge"):
         ridge_solution(torch.randn(5, 3), torch.randn(5, 1), ridge)

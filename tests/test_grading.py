@@ -1,7 +1,7 @@
 """The grader against a dishonest or careless student: each attack ends or fools only itself.
 
 Every notebook here is tiny: one exercise, ``task_mse`` (chapter 1), checked by
-``mtlcode.exercises.check_task_mse``. The attacks that would end the grader itself run the
+``mtlcode.course.exercises.check_task_mse``. The attacks that would end the grader itself run the
 command in a subprocess, as a teacher would.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mtlcode import student_edition
-from mtlcode.grading import check_calls, grade
+from mtlcode.course import __main__ as course_cli
+from mtlcode.course.grading import check_calls, grade
 
 # End to end (the grader's child processes): `make e2e`, not the unit tests.
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ RIGHT = '''def task_mse(predictions, targets):
     return ((predictions - targets) ** 2).flatten(start_dim=1).mean(dim=1)
 '''
 WRONG = RIGHT.replace(".mean(dim=1)", ".sum(dim=1)")
-CHECK = "from mtlcode.exercises import check_task_mse\n\ncheck_task_mse(task_mse)\n"
+CHECK = "from mtlcode.course.exercises import check_task_mse\n\ncheck_task_mse(task_mse)\n"
 
 
 def notebook(*solutions: str, check: str = CHECK) -> dict:
@@ -50,8 +50,8 @@ def write(folder: Path, name: str, *solutions: str, **kwargs) -> Path:
 
 
 def run_grader(*args: str | Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    """``python -m mtlcode.student_edition --grade ...`` in a subprocess, as a teacher runs it."""
-    return subprocess.run([sys.executable, "-m", "mtlcode.student_edition", "--grade", *map(str, args)], cwd=ROOT,
+    """``python -m mtlcode.course grade ...`` in a subprocess, as a teacher runs it."""
+    return subprocess.run([sys.executable, "-m", "mtlcode.course", "grade", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -69,7 +69,7 @@ def lines(output: str) -> dict[str, str]:
 
 def test_check_calls_are_read_without_running_the_cell():
     assert check_calls(CHECK) == [("check_task_mse", "task_mse")]
-    assert check_calls("import mtlcode.exercises as e\ne.check_inner_loop(inner_loop)\ncheck_a(b)") == [
+    assert check_calls("import mtlcode.course.exercises as e\ne.check_inner_loop(inner_loop)\ncheck_a(b)") == [
         ("check_inner_loop", "inner_loop"), ("check_a", "b")]
     assert check_calls("print('passed')") == [] and check_calls("not python (") == []
 
@@ -121,20 +121,20 @@ def test_a_forged_result_line_is_not_believed(tmp_path):
 
 def test_replacing_a_check_passes_neither_this_notebook_nor_the_next(tmp_path):
     cheat = write(tmp_path, "cheat.ipynb", WRONG + (
-        "\nimport mtlcode.exercises\n"
-        "mtlcode.exercises.check_task_mse = lambda function: print('✓ task_mse: all 2 cases passed')\n"))
+        "\nimport mtlcode.course.exercises\n"
+        "mtlcode.course.exercises.check_task_mse = lambda function: print('✓ task_mse: all 2 cases passed')\n"))
     honest_but_wrong = write(tmp_path, "next.ipynb", WRONG)
     [cheated], [after] = grade(cheat), grade(honest_but_wrong)
-    assert cheated.status == "error" and "mtlcode.exercises.check_task_mse" in cheated.feedback, cheated
+    assert cheated.status == "error" and "mtlcode.course.exercises.check_task_mse" in cheated.feedback, cheated
     assert after.status == "failed", after
 
 
 def test_loosening_a_tolerance_in_a_submodule_is_an_error(tmp_path):
-    # The checks live in mtlcode.exercises' submodules, their shared tolerances in _checking.
+    # The checks live in mtlcode.course.exercises' submodules, their shared tolerances in _checking.
     cheat = write(tmp_path, "cheat.ipynb", WRONG + (
-        "\nimport mtlcode.exercises._checking as c\nc.RTOL = c.ATOL = 1e9\n"))
+        "\nimport mtlcode.course.exercises._checking as c\nc.RTOL = c.ATOL = 1e9\n"))
     [result] = grade(cheat)
-    assert result.status == "error" and "mtlcode.exercises._checking" in result.feedback, result
+    assert result.status == "error" and "mtlcode.course.exercises._checking" in result.feedback, result
 
 
 def test_replacing_what_the_check_relies_on_is_an_error(tmp_path):
@@ -153,7 +153,7 @@ def test_an_endless_loop_times_out_and_the_batch_goes_on(tmp_path, capsys):
     endless = "def task_mse(predictions, targets):\n    while True:\n        pass\n"
     loops = write(tmp_path, "loops.ipynb", RIGHT, endless)
     right = write(tmp_path, "right.ipynb", RIGHT)
-    status = student_edition.main(["--grade", str(loops), str(right), "--timeout", "5"])
+    status = course_cli.main(["grade", str(loops), str(right), "--timeout", "5"])
     report = capsys.readouterr().out
     assert status == 1
     assert f"passed    {loops}: Exercise 1 of loops (task_mse)" in report, report
@@ -170,7 +170,7 @@ def test_a_malformed_notebook_is_reported_by_name_and_the_batch_goes_on(tmp_path
     bad_cell.write_text(json.dumps({"cells": [{"cell_type": "code", "source": 42}]}))
     missing = tmp_path / "missing.ipynb"
     right = write(tmp_path, "right.ipynb", RIGHT)
-    status = student_edition.main(["--grade", *map(str, (not_json, no_cells, bad_cell, missing, right))])
+    status = course_cli.main(["grade", *map(str, (not_json, no_cells, bad_cell, missing, right))])
     report = capsys.readouterr().out
     assert status == 1
     for path in (not_json, no_cells, bad_cell, missing):
@@ -183,13 +183,13 @@ def test_a_notebook_without_exercises_is_not_a_pass(tmp_path, capsys):
     empty = tmp_path / "empty.ipynb"
     empty.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Nothing"}]}))
     assert grade(empty) == []
-    assert student_edition.main(["--grade", str(empty)]) == 1
+    assert course_cli.main(["grade", str(empty)]) == 1
     assert "no exercise to grade" in capsys.readouterr().out
 
 
 def test_feedback_cannot_rewrite_the_report(tmp_path, capsys):
     sneaky = write(tmp_path, "sneaky.ipynb", "print('\\r\\x1b[2Kpassed    sneaky.ipynb')\n" + WRONG)
-    assert student_edition.main(["--grade", str(sneaky)]) == 1
+    assert course_cli.main(["grade", str(sneaky)]) == 1
     report = capsys.readouterr().out
     assert "\x1b" not in report and "\r" not in report
     assert not [line for line in report.splitlines() if line.startswith("passed")], report
@@ -198,7 +198,7 @@ def test_feedback_cannot_rewrite_the_report(tmp_path, capsys):
 def test_a_file_name_with_a_newline_cannot_add_a_passed_line(tmp_path, capsys):
     name = "x.ipynb\npassed    forged.ipynb: Exercise 1 of x"
     sneaky = write(tmp_path, name, WRONG)
-    assert student_edition.main(["--grade", str(sneaky)]) == 1
+    assert course_cli.main(["grade", str(sneaky)]) == 1
     report = capsys.readouterr().out
     assert not [line for line in report.splitlines() if line.startswith("passed")], report
     assert "\\npassed" in report  # the name is shown quoted, on one line
@@ -208,6 +208,6 @@ def test_a_file_name_with_a_newline_cannot_add_a_passed_line(tmp_path, capsys):
 def test_a_timeout_that_is_not_a_positive_number_is_refused(tmp_path, capsys, timeout):
     path = write(tmp_path, "a.ipynb", WRONG)
     with pytest.raises(SystemExit):
-        student_edition.main(["--grade", str(path), "--timeout", timeout])
+        course_cli.main(["grade", str(path), "--timeout", timeout])
     assert "--timeout must be a positive number" in capsys.readouterr().err
 

@@ -23,9 +23,16 @@ from nbgrader.api import Gradebook
 from nbgrader.nbgraderformat import SCHEMA_VERSION as NBGRADER_SCHEMA_VERSION
 from nbgrader.nbgraderformat import MetadataValidator
 
-from mtlcode import student_edition
-from mtlcode.nbgrader_export import BEGIN, END, SCHEMA_VERSION, mark_solution, nbgrader_notebook, write_nbgrader_course
-from mtlcode.notebooks import defined_functions
+from mtlcode.book.notebooks import defined_functions
+from mtlcode.course import __main__ as course_cli
+from mtlcode.course.nbgrader_export import (
+    BEGIN,
+    END,
+    SCHEMA_VERSION,
+    mark_solution,
+    nbgrader_notebook,
+    write_nbgrader_course,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -128,7 +135,7 @@ def test_every_exported_notebook_has_valid_nbgrader_metadata(exercises_only):
 
 def test_the_command_writes_a_course_and_keeps_edited_files(tmp_path, capsys):
     course = tmp_path / "course"
-    assert student_edition.main(["--nbgrader", str(course), "--exercises-only"]) == 0
+    assert course_cli.main(["nbgrader", str(course), "--exercises-only"]) == 0
     assignments = sorted(p.name for p in (course / "source").iterdir())
     assert len(assignments) >= 7 and "03_algorithms" in assignments
     assert all((course / "source" / a / f"{a}.ipynb").is_file() for a in assignments)
@@ -137,7 +144,7 @@ def test_the_command_writes_a_course_and_keeps_edited_files(tmp_path, capsys):
     assert all(repr(a) in config for a in assignments)
     edited = course / "source" / "03_algorithms" / "03_algorithms.ipynb"
     edited.write_text(edited.read_text().replace("1. First-order MAML", "1. My own version of first-order MAML"))
-    assert student_edition.main(["--nbgrader", str(course)]) == 1
+    assert course_cli.main(["nbgrader", str(course)]) == 1
     assert str(edited) in capsys.readouterr().err
 
 

@@ -11,7 +11,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from mtlcode import MAML, plots  # noqa: E402
+from mtlcode import MAML  # noqa: E402
+from mtlcode.book import plots  # noqa: E402
 from mtlcode.models import MLP  # noqa: E402
 from mtlcode.tasks import NWayKShot, Sinusoid  # noqa: E402
 

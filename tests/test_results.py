@@ -1,4 +1,4 @@
-"""Reading benchmark result files and turning them into tables (mtlcode.results)."""
+"""Reading benchmark result files and turning them into tables (mtlcode.book.results)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from mtlcode import results
+from mtlcode.book import results
 
 RESULT = {"command": "python -m benchmarks.demo", "rows": [
     {"method": "maml", "K": 5, "steps": 1, "metric": "mse", "mean": 0.5, "ci95": 0.05},

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mtlcode.rl import (
+from mtlcode.learners.rl import (
     GaussianPolicy,
     PointNavigation,
     adapt,
@@ -161,7 +161,7 @@ def test_meta_rl_runs_in_the_shared_loop_and_resumes_from_its_checkpoint(one_thr
     """Meta-RL is one more learner of mtlcode.meta_train: checkpoints and resumption come with it."""
     from mtlcode import Learner
     from mtlcode.checkpoints import load_checkpoint
-    from mtlcode.rl import NavigationMAML
+    from mtlcode.learners.rl import NavigationMAML
 
     assert issubclass(NavigationMAML, Learner)
     kwargs = {"meta_batch": 3, "episodes": 2, "horizon": 5, "inner_lr": 0.1, "meta_lr": 1e-2, "seed": 4}

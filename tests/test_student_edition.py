@@ -15,8 +15,10 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from mtlcode import student_edition
-from mtlcode.student_edition import grade, remove_solution_dropdowns, stub_source, write_student_edition
+from mtlcode.course import __main__ as course_cli
+from mtlcode.course import editions
+from mtlcode.course.editions import remove_solution_dropdowns, stub_source, write_student_edition
+from mtlcode.course.grading import grade
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -53,7 +55,7 @@ def body_lines(solution: str) -> list[str]:
 def student_dir(tmp_path_factory) -> Path:
     """The student edition of the real book, written by the command line as a lecturer would."""
     out = tmp_path_factory.mktemp("edition") / "student"
-    done = subprocess.run([sys.executable, "-m", "mtlcode.student_edition", str(out)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "mtlcode.course", "write", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"wrote {len(CHAPTERS)} student notebooks" in done.stdout
@@ -79,8 +81,8 @@ def test_chapter_exercises_follow_the_conventions(path):
         assert cell["metadata"].get("mystnb", {}).get("code_prompt_show") == "Show the solution", \
             f"{path.name} cell {i}: label the toggle (book/STYLE.md)"
         check = source(nb[i + 1]) if i + 1 < len(nb) else ""
-        assert nb[i + 1]["cell_type"] == "code" and "mtlcode.exercises import check_" in check, \
-            f"{path.name} cell {i}: the cell after a solution calls a check from mtlcode.exercises"
+        assert nb[i + 1]["cell_type"] == "code" and "mtlcode.course.exercises import check_" in check, \
+            f"{path.name} cell {i}: the cell after a solution calls a check from mtlcode.course.exercises"
         assert not is_solution(nb[i + 1])
 
 
@@ -170,8 +172,8 @@ def test_grade_tells_passed_from_not_done_and_failed(student_dir, tmp_path):
     assert rest and [g.status for g in rest] == ["not done"] * len(rest), rest
     assert wrong.status == "failed" and "case 'four tasks' failed" in wrong.feedback and "sum" in wrong.feedback
     assert crashed.status == "failed" and "ZeroDivisionError" in crashed.feedback
-    assert student_edition.main(["--grade", str(handed_in)]) == 1
-    assert student_edition.main(["--grade", str(CHAPTERS[0])]) == 0
+    assert course_cli.main(["grade", str(handed_in)]) == 1
+    assert course_cli.main(["grade", str(CHAPTERS[0])]) == 0
 
 
 # -- the pieces -----------------------------------------------------------------------------------
@@ -249,7 +251,7 @@ def tiny_book(folder: Path, docstring: str = "Twice x.") -> Path:
         {"cell_type": "code", "id": "solution", "metadata": {"tags": ["solution", "hide-input"]}, "outputs": [],
          "execution_count": None, "source": f'def twice(x):\n    """{docstring}"""\n    return 2 * x\n'},
         {"cell_type": "code", "id": "check", "metadata": {}, "outputs": [], "execution_count": None,
-         "source": "from mtlcode.exercises import check_twice\n\ncheck_twice(twice)\n"},
+         "source": "from mtlcode.course.exercises import check_twice\n\ncheck_twice(twice)\n"},
     ]
     (folder / "01_tiny.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
                                                       "nbformat_minor": 5}))
@@ -259,27 +261,27 @@ def tiny_book(folder: Path, docstring: str = "Twice x.") -> Path:
 def test_writing_again_never_overwrites_a_students_work(tmp_path, capsys):
     book, out = tiny_book(tmp_path / "book"), tmp_path / "student"
     written = out / "01_tiny.ipynb"
-    assert student_edition.main([str(out), "--book", str(book)]) == 0
-    assert student_edition.main([str(out), "--book", str(book)]) == 0, "an unchanged folder is written again"
+    assert course_cli.main(["write", str(out), "--book", str(book)]) == 0
+    assert course_cli.main(["write", str(out), "--book", str(book)]) == 0, "an unchanged folder is written again"
 
     # A new version of the book replaces the notebooks nobody edited.
     tiny_book(book, docstring="Two times x.")
-    assert student_edition.main([str(out), "--book", str(book)]) == 0
+    assert course_cli.main(["write", str(out), "--book", str(book)]) == 0
     assert "Two times x." in written.read_text()
 
     # A student's edited notebook is kept, and the command says which file and how to overwrite it.
     work = written.read_text().replace("raise NotImplementedError", "return x + x  #")
     written.write_text(work)
     capsys.readouterr()
-    assert student_edition.main([str(out), "--book", str(book)]) == 1
+    assert course_cli.main(["write", str(out), "--book", str(book)]) == 1
     message = capsys.readouterr().err
     assert str(written) in message and "--force" in message
     assert written.read_text() == work
-    with pytest.raises(student_edition.EditedFilesError) as error:
+    with pytest.raises(editions.EditedFilesError) as error:
         write_student_edition(out, book=book)
     assert error.value.paths == [written]
 
-    assert student_edition.main([str(out), "--book", str(book), "--force"]) == 0
+    assert course_cli.main(["write", str(out), "--book", str(book), "--force"]) == 0
     assert written.read_text() != work and "NotImplementedError" in written.read_text()
 
 
@@ -287,14 +289,24 @@ def test_a_folder_written_by_hand_is_not_overwritten(tmp_path):
     book, out = tiny_book(tmp_path / "book"), tmp_path / "student"
     out.mkdir()
     (out / "01_tiny.ipynb").write_text("{}")  # not written by this command: no record of it
-    with pytest.raises(student_edition.EditedFilesError):
+    with pytest.raises(editions.EditedFilesError):
         write_student_edition(out, book=book)
     assert (out / "01_tiny.ipynb").read_text() == "{}"
 
 
-def test_the_command_takes_exactly_one_action(tmp_path, capsys):
-    for argv in ([], [str(tmp_path), "--grade", "x.ipynb"], ["--nbgrader", str(tmp_path), "--grade", "x.ipynb"]):
+def test_the_command_needs_a_subcommand_and_its_arguments(tmp_path, capsys):
+    for argv in ([], ["grade"], ["nbgrader"], ["write", str(tmp_path), "--grade", "x.ipynb"]):
         with pytest.raises(SystemExit) as error:
-            student_edition.main(argv)
-        assert error.value.code == 2
-    assert "one of OUT_DIR" in capsys.readouterr().err
+            course_cli.main(argv)
+        assert error.value.code == 2, argv
+    assert "required" in capsys.readouterr().err
+
+
+def test_the_old_spelling_still_works_with_a_note(tmp_path):
+    """``python -m mtlcode.student_edition OUT`` (version 0.1) writes the edition and names the new command."""
+    book, out = tiny_book(tmp_path / "book"), tmp_path / "student"
+    done = subprocess.run([sys.executable, "-m", "mtlcode.student_edition", str(out), "--book", str(book)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (out / "01_tiny.ipynb").exists()
+    assert "python -m mtlcode.course write" in done.stderr

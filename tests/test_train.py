@@ -120,7 +120,7 @@ def test_omniglot_five_way_one_shot_beats_chance(omniglot_dir):
 
 
 def test_evaluate_accepts_a_fine_tuning_function():
-    from mtlcode.finetune import finetune
+    from mtlcode.learners.finetune import finetune
 
     model = MLP([1, 40, 40, 1])
     tasks = Sinusoid().sample(5, 10, 10, generator=torch.Generator().manual_seed(0))

@@ -1,4 +1,4 @@
-"""The translated editions (mtlcode.translation): complete, current, and holding the English code.
+"""The translated editions (mtlcode.book.translation): complete, current, and holding the English code.
 
 The tests on a small project in a temporary folder show that each kind of problem is caught and
 named; the tests on the book itself are the guard: an English edit without its translation fails
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlcode import translation as tr
-from mtlcode.language_switch import other_edition
-from mtlcode.notebooks import cell_source
-from mtlcode.student_edition import write_student_edition
+from mtlcode.book import translation as tr
+from mtlcode.book.language_switch import other_edition
+from mtlcode.book.notebooks import cell_source
+from mtlcode.course.editions import write_student_edition
 
 ROOT = Path(__file__).resolve().parents[1]
 ZH = tr.LANGUAGES["zh"]
@@ -214,7 +214,7 @@ def test_the_language_switch_leads_to_the_same_page():
 
 def test_the_chinese_edition_is_complete_and_current():
     problems = tr.check(ZH, ROOT)
-    assert not problems, (f"{len(problems)} translation problem(s); `python -m mtlcode.translation check zh` "
+    assert not problems, (f"{len(problems)} translation problem(s); `python -m mtlcode.book.translation check zh` "
                           "lists them:\n" + "\n".join(problems[:30]))
 
 
@@ -222,9 +222,9 @@ def test_the_committed_chinese_notebooks_are_the_generated_ones():
     expected = tr.translated_notebooks(ZH, ROOT)
     committed = {p for p in (ROOT / "zh").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
     assert committed == set(expected), "zh/ holds other notebooks than the book's: " \
-        "run `python -m mtlcode.translation notebooks zh`"
+        "run `python -m mtlcode.book.translation notebooks zh`"
     stale = [p.relative_to(ROOT) for p, text in expected.items() if p.read_text(encoding="utf-8") != text]
-    assert not stale, f"{stale} differ from their translation: run `python -m mtlcode.translation notebooks zh`"
+    assert not stale, f"{stale} differ from their translation: run `python -m mtlcode.book.translation notebooks zh`"
 
 
 def test_the_chinese_notebooks_hold_the_english_code():

@@ -34,8 +34,8 @@ from colab import (
 )
 
 from mtlcode.book import STRICT_ENV
-from mtlcode.notebooks import with_seed
-from mtlcode.student_edition import SOLUTION_TAG, book_chapters, write_student_edition
+from mtlcode.book.notebooks import SOLUTION_TAG, book_chapters, with_seed
+from mtlcode.course.editions import write_student_edition
 
 CHAPTERS = book_chapters(ROOT / "book")
 READERS_SEED = 1  # the book build runs every chapter at its default, SEED = 0
@@ -67,7 +67,7 @@ def installed(repository, tmp_path_factory):
 def test_the_install_cell_installs_the_package_on_colab(installed):
     index, error = installed
     assert error is None, report(CHAPTERS[0], index, error)
-    where = _run(python(), "-c", "import mtlcode, mtlcode.results as r; print(mtlcode.__file__); "
+    where = _run(python(), "-c", "import mtlcode, mtlcode.book.results as r; print(mtlcode.__file__); "
                  "print(r.results_dir()); print(len(list(r.results_dir().glob('*.json'))))",
                  cwd=python().parent).stdout.split()  # not the checkout: it holds mtlcode/
     site_packages = str(python().parents[1] / "lib")

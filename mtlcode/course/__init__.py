@@ -1,0 +1,16 @@
+"""The course's tools: what a teacher uses to hand out, collect and grade the exercises.
+
+* ``exercises``: the checks the chapters' exercises call (one module per chapter);
+* ``editions``: the student edition of the notebooks (solutions stubbed out), written without
+  overwriting a student's work;
+* ``grading`` (and ``grading_worker``, the child process): grading handed-in notebooks;
+* ``nbgrader_export``: the chapters as an nbgrader course.
+
+One command line, ``python -m mtlcode.course write|grade|nbgrader`` (see ``__main__``).
+"""
+
+from __future__ import annotations
+
+from mtlcode._aliases import lazy_submodules
+
+__getattr__ = lazy_submodules(__name__, ("editions", "exercises", "grading", "grading_worker", "nbgrader_export"))

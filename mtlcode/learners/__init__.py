@@ -1,0 +1,27 @@
+"""The learners: how a network is adapted to a new task, and how that adaptation is learned.
+
+All share one interface (:class:`Learner`, in ``base``), so one training loop, one evaluation and
+one command line serve them all:
+
+* ``maml``: MAML and first-order MAML, the inner loop every gradient-based learner builds on;
+* ``anil``, ``metasgd``, ``reptile``: MAML's family (adapt the head only; learn per-parameter step
+  sizes; move towards the adapted weights instead of differentiating through them);
+* ``protonet``: prototypical networks, which adapt by averaging, without a gradient step;
+* ``rl``: MAML on reinforcement-learning tasks (policy gradients);
+* ``finetune``: the transfer-learning side, pre-training then fine-tuning (functions, not a
+  learner: it has no meta-training).
+"""
+
+from __future__ import annotations
+
+from mtlcode._aliases import lazy_submodules
+from mtlcode.learners.anil import ANIL
+from mtlcode.learners.base import Learner
+from mtlcode.learners.maml import MAML
+from mtlcode.learners.metasgd import MetaSGD
+from mtlcode.learners.protonet import ProtoNet
+from mtlcode.learners.reptile import Reptile
+
+__all__ = ["ANIL", "MAML", "Learner", "MetaSGD", "ProtoNet", "Reptile"]
+
+__getattr__ = lazy_submodules(__name__, ("finetune", "rl"))
