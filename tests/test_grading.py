@@ -209,5 +209,5 @@ def test_a_timeout_that_is_not_a_positive_number_is_refused(tmp_path, capsys, ti
     path = write(tmp_path, "a.ipynb", WRONG)
     with pytest.raises(SystemExit):
         course_cli.main(["grade", str(path), "--timeout", timeout])
-    assert "--timeout must be a positive number" in capsys.readouterr().err
+    assert "argument --timeout: must be a positive number" in capsys.readouterr().err
 

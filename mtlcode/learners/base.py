@@ -80,12 +80,20 @@ class Learner(ABC):
         return self.model.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned; a Meta-SGD state is refused, naming it."""
-        if isinstance(state, dict) and set(state) == {"model", "step_sizes"}:
+        """Restore what :meth:`state_dict` returned; another learner's state is refused, saying so.
+
+        A learner with more to restore than its model (Meta-SGD's step sizes) overrides both methods.
+        """
+        own = self.model.state_dict()
+        if not isinstance(state, dict) or not set(state) & set(own):
             # Else torch lists every key of the model as missing, without saying whose state it is.
-            raise ValueError(f"a MetaSGD state (the keys 'model' and 'step_sizes') cannot be loaded into "
-                             f"{type(self).__name__}: load it with MetaSGD, or load state['model'] alone to start "
-                             "from its initialisation without the learned step sizes")
+            found = ", ".join(map(repr, sorted(state)[:3])) if isinstance(state, dict) else type(state).__name__
+            hint = ("; its 'model' entry fits this model: load state['model'] to start from that initialisation"
+                    if isinstance(state, dict) and isinstance(state.get("model"), dict)
+                    and set(state["model"]) == set(own) else "")
+            raise ValueError(f"this state ({found}) holds none of the keys of {type(self).__name__}'s model (such "
+                             f"as {next(iter(own))!r}): it was written by another learner; load it with that "
+                             f"learner{hint}")
         self.model.load_state_dict(state)
 
 
