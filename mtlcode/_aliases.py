@@ -41,7 +41,7 @@ MOVED = {
 }
 # old command -> (the module that runs it now, the command to use instead)
 COMMANDS = {
-    "mtlcode.translation": ("mtlcode.book.translation", "python -m mtlcode.book.translation"),
+    "mtlcode.translation": ("mtlcode.book.translation.__main__", "python -m mtlcode.book.translation"),
     "mtlcode.student_edition": ("mtlcode.course.__main__", "python -m mtlcode.course write|grade|nbgrader"),
 }
 
@@ -69,11 +69,13 @@ class _Loader(importlib.abc.Loader):
         module.__spec__ = self._spec  # already executed at its new place
 
     def get_code(self, fullname: str) -> CodeType | None:
-        # Only `python -m OLD` asks for the code: run the new command's, after a note.
+        # Only `python -m OLD` asks for the code: run the new command's, after a note. When OLD
+        # stands for a package (mtlcode.translation), runpy asks for OLD.__main__'s code.
         runs = self.new
-        if fullname in COMMANDS:
-            runs, instead = COMMANDS[fullname]
-            print(f"note: `python -m {fullname}` is now `{instead}`; the old command goes in mtlcode 0.3",
+        command = fullname.removesuffix(".__main__")
+        if command in COMMANDS:
+            runs, instead = COMMANDS[command]
+            print(f"note: `python -m {command}` is now `{instead}`; the old command goes in mtlcode 0.3",
                   file=sys.stderr)
         spec = importlib.util.find_spec(runs)
         return spec.loader.get_code(runs)  # type: ignore[union-attr]
