@@ -233,7 +233,7 @@ def test_missing_and_offline_via_the_downloader(tmp_path: Path, monkeypatch: pyt
     def fail(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(data, "_download", fail)
+    monkeypatch.setattr(data.archives, "_download", fail)
     with pytest.raises(FileNotFoundError) as info:
         Omniglot(tmp_path, sets="background_small1")
     assert_how_to_get(str(info.value), tmp_path)
@@ -257,7 +257,7 @@ def test_download_lands_in_root(omniglot_dir: Path, tmp_path: Path, monkeypatch:
         calls.append(url)
         shutil.copy(omniglot_dir / Path(url).name, path)
 
-    monkeypatch.setattr(data, "_download", fake_download)
+    monkeypatch.setattr(data.archives, "_download", fake_download)
     ds = Omniglot(tmp_path, sets="background_small1")
     assert calls == [SMALL1_URL] and (tmp_path / SMALL1).is_file() and ds.num_classes == 136
     Omniglot(tmp_path, sets="background_small1")  # now found: no second download
@@ -270,7 +270,7 @@ def test_bad_download_is_reported_and_deleted(
     def fake_download(url: str, path: Path) -> None:
         copy_small1(omniglot_dir, path.parent, size=5000)
 
-    monkeypatch.setattr(data, "_download", fake_download)
+    monkeypatch.setattr(data.archives, "_download", fake_download)
     with pytest.raises(RuntimeError, match=r"Downloaded images_background_small1.zip.*corrupt.*md5"):
         Omniglot(tmp_path, sets="background_small1")
     assert not (tmp_path / SMALL1).exists()

@@ -1,0 +1,71 @@
+"""The 20 runs of Lake et al.'s original 20-way one-shot benchmark, as one-task batches."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path, PurePosixPath
+
+import torch
+from torch import Tensor
+
+from mtlcode.data.archives import _RUNS, _locate
+from mtlcode.data.images import _decode_pngs, _open_zip, _to_float
+from mtlcode.tasks import TaskBatch, _count
+
+
+@functools.lru_cache(maxsize=4)
+def _load_runs(path: str, md5: str, image_size: int) -> tuple[tuple[Tensor, Tensor, Tensor], ...]:
+    """``(support ink [20,1,S,S], query ink [20,1,S,S], query_y [20])`` of every run, in run order."""
+    source = Path(path)
+    with _open_zip(source) as archive:
+        entries = archive.namelist()
+        run_names = sorted({PurePosixPath(n).parts[0] for n in entries if n.endswith("class_labels.txt")})
+        if not run_names:
+            raise RuntimeError(f"{path} holds no run folders with a class_labels.txt")
+        runs = []
+        for run in run_names:
+            training = sorted(n for n in entries if n.startswith(f"{run}/training/") and n.endswith(".png"))
+            test = sorted(n for n in entries if n.startswith(f"{run}/test/") and n.endswith(".png"))
+            class_of = {PurePosixPath(n).name: c for c, n in enumerate(training)}
+            answer = {}
+            for line in archive.read(f"{run}/class_labels.txt").decode().splitlines():
+                if line.strip():
+                    test_file, train_file = line.split()
+                    answer[PurePosixPath(test_file).name] = class_of[PurePosixPath(train_file).name]
+            missing = [n for n in test if PurePosixPath(n).name not in answer]
+            if missing or len(training) != len(test):
+                raise RuntimeError(f"{path}: run {run} has an incomplete answer key or unequal image counts")
+            support = _decode_pngs([archive.read(n) for n in training], image_size, source, training)
+            query = _decode_pngs([archive.read(n) for n in test], image_size, source, test)
+            labels = torch.tensor([answer[PurePosixPath(n).name] for n in test], dtype=torch.long)
+            runs.append((support, query, labels))
+    return tuple(runs)
+
+
+def lake_one_shot_runs(
+    root: str | os.PathLike[str] | None = None, image_size: int = 28, download: bool = True
+) -> list[TaskBatch]:
+    """The 20 runs of the original 20-way, within-alphabet, one-shot benchmark (Lake et al., 2015).
+
+    Each run is a one-task :class:`~mtlcode.tasks.TaskBatch`: ``support_x`` ``[1, 20, 1, S, S]``
+    holds one drawing of each of 20 characters of one evaluation alphabet, labelled
+    ``support_y = 0..19`` (in the order of the run's ``training/classNN.png`` files);
+    ``query_x`` holds 20 other drawings of the same characters (``test/itemNN.png``) and
+    ``query_y`` their classes according to the run's ``class_labels.txt``. Score = fraction of
+    query images classified right; the paper reports 4.5% error for people.
+    Images are processed as in :class:`Omniglot` (strokes 1.0, resized to ``image_size``).
+    """
+    image_size = _count("image_size", image_size)
+    path = _locate(_RUNS, root, download)
+    batches = []
+    for support, query, labels in _load_runs(str(path.resolve()), _RUNS.md5, image_size):
+        batches.append(
+            TaskBatch(
+                support_x=_to_float(support)[None],
+                support_y=torch.arange(len(support))[None],
+                query_x=_to_float(query)[None],
+                query_y=labels.clone()[None],
+            )
+        )
+    return batches
