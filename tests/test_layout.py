@@ -150,3 +150,12 @@ def test_a_name_that_never_existed_is_still_an_import_error():
         importlib.import_module("mtlcode.no_such_module")
     with pytest.raises(AttributeError, match="no attribute 'no_such_module'"):
         _ = importlib.import_module("mtlcode").no_such_module
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages one by one: a new folder left out would be missing on Colab."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert folders <= listed, f"add to [tool.setuptools] packages: {sorted(folders - listed)}"
