@@ -3,7 +3,8 @@
 * ``exercises``: the checks the chapters' exercises call (one module per chapter);
 * ``editions``: the student edition of the notebooks (solutions stubbed out), written without
   overwriting a student's work;
-* ``grading`` (and ``grading_worker``, the child process): grading handed-in notebooks;
+* ``grading``: grading handed-in notebooks, the checks in the grader's process; ``grading_worker``: the
+  student's process that runs the solutions; ``answers``: the plain data that passes between them;
 * ``nbgrader_export``: the chapters as an nbgrader course.
 
 One command line, ``python -m mtlcode.course write|grade|nbgrader`` (see ``__main__``).
@@ -13,4 +14,5 @@ from __future__ import annotations
 
 from mtlcode._aliases import lazy_submodules
 
-__getattr__ = lazy_submodules(__name__, ("editions", "exercises", "grading", "grading_worker", "nbgrader_export"))
+__getattr__ = lazy_submodules(__name__, ("answers", "editions", "exercises", "grading", "grading_worker",
+                                         "nbgrader_export"))

@@ -1,46 +1,52 @@
-"""Grading handed-in notebooks: every notebook in a child process of its own, with a time limit::
+"""Grading handed-in notebooks: the student's code in a child process, the checks in this one::
 
     python -m mtlcode.course grade submissions/*.ipynb [--timeout 120] [--verbose]
 
 For each exercise of a notebook (a code cell tagged ``solution``, then a cell that calls a check
-from :mod:`mtlcode.course.exercises`, ``book/STYLE.md`` rule 11) the child runs the solution cell in a
-fresh namespace, then the genuine check on the function it defines; the rest of the chapter is
-not run, so a notebook takes seconds. The grader's own process never runs a student's code. What
-that protects against, and what it does not:
+from :mod:`mtlcode.course.exercises`, ``book/STYLE.md`` rule 11) the child process runs the solution
+cell in a fresh namespace (:mod:`mtlcode.course.grading_worker`); the genuine check the check cell
+names runs here, in the grader's process, and calls the student's function over a pipe. The rest
+of the chapter is not run, so a notebook takes seconds. What that protects against, and what not:
 
-* a solution that calls ``sys.exit`` or ``os._exit``, crashes Python, or loops for ever ends or
-  blocks only its own notebook: that notebook's remaining exercises are reported as "error" or
-  "timeout" and the batch goes on;
-* printing "passed" (to ``sys.stdout`` or ``sys.__stdout__``) forges nothing: results travel
-  through a file, each line carrying a random token the child was given;
-* replacing ``mtlcode.course.exercises.check_*`` (or ``torch.allclose``, a builtin, ...) turns the
-  exercise into an "error", and cannot affect any other notebook, which runs in another process;
+* the expected answers never enter the student's process, and what comes back is plain data
+  (tensors, numbers, strings, lists, tuples, dicts) read with ``torch.load(weights_only=True)``:
+  a tensor subclass that makes ``torch.allclose`` say yes, a solution that walks up its stack to
+  the check's ``expected``, replaces a check, ``torch.allclose`` or a tolerance, or sends forged
+  bytes down the pipe, changes only its own answers, or is an "error";
+* a solution that calls ``sys.exit`` or ``os._exit``, crashes Python or loops for ever ends or
+  blocks only its own notebook: that notebook's remaining exercises are "error" or "timeout" and
+  the batch goes on; the child's process group is killed when the notebook is done;
+* printing "passed" forges nothing: the child's output goes to a log file, never to the grader's
+  terminal or pipes, and results are what the checks here conclude;
 * the check cell is not run: the grader calls the genuine check the cell names (a student who
   renames it to another check is not caught here; nbgrader restores locked check cells);
 * a malformed notebook is an "error" naming the file, and the batch goes on.
 
 It is **not a sandbox**: the student's code runs with the grader's rights, so it can read and
-write files, use the network, start processes or kill the grader, and a student who studies
-this module can dig the token out of the child's memory and forge a result. Grade untrusted
-submissions in a container (or a throw-away virtual machine) without network access or secrets.
+write files, use the network, start processes (one that leaves its process group outlives the
+notebook) or kill the grader. Grade untrusted submissions in a container (or a throw-away virtual
+machine) without network access or secrets.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
-import hmac
-import json
+import io
 import multiprocessing
 import os
-import secrets
+import pickle
 import signal
 import tempfile
+import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from mtlcode.book.notebooks import (
     SOLUTION_TAG,
@@ -51,7 +57,10 @@ from mtlcode.book.notebooks import (
     exercise_label,
     read_notebook,
 )
+from mtlcode.course import exercises as _exercises
 from mtlcode.course import grading_worker
+from mtlcode.course.answers import rebuild, restore_arguments
+from mtlcode.course.exercises._checking import StudentError, StudentFunction
 
 __all__ = ["DEFAULT_TIMEOUT", "STATUSES", "Exercise", "Grade", "check_calls", "find_exercises", "grade",
            "grade_notebooks"]
@@ -61,6 +70,9 @@ DEFAULT_TIMEOUT = 120.0  # seconds per notebook; the book's exercises take a few
 STATUSES = ("passed", "failed", "not done", "error", "timeout")
 NOTEBOOK = "the notebook"  # the exercise of a grade that is about the whole file
 _LOG_TAIL = 2000  # characters of the child's own output shown when it died
+FEEDBACK_LIMIT = 8000  # characters of feedback kept per exercise
+# The genuine checks, looked up here: the names a check cell calls are only looked up in this table.
+_CHECKS = {name: getattr(_exercises, name) for name in _exercises.__all__}
 
 
 @dataclass(frozen=True)
@@ -126,7 +138,10 @@ def find_exercises(notebook: dict[str, Any], chapter: str) -> list[Exercise]:
     return exercises
 
 
-# -- the child process --------------------------------------------------------------------------
+# -- the student's process ----------------------------------------------------------------------
+
+MAX_ANSWER_BYTES = 256 * 2**20  # an answer larger than this is refused (a flood, not a result)
+
 
 def _context() -> Any:
     """Fork children from a server that has imported torch once (fast); spawn where there is none."""
@@ -135,89 +150,168 @@ def _context() -> Any:
     context = multiprocessing.get_context("forkserver")
     # Only takes effect if this process's fork server is not running yet; children are correct either way.
     context.set_forkserver_preload([
-        "mtlcode.course.exercises", "mtlcode.course.grading_worker", "torch.func", "torch._dynamo"])
+        "mtlcode.course.exercises", "mtlcode.course.grading_worker", "torch.func", "torch._dynamo", "cloudpickle"])
     return context
 
 
-def _stop(process: Any) -> None:
-    """Kill a child that ran out of time, and the processes it started (its process group)."""
-    if hasattr(os, "killpg"):
-        with contextlib.suppress(OSError):  # no group: the child had not called setsid yet
-            os.killpg(process.pid, signal.SIGKILL)
-    if process.is_alive():
-        process.kill()
+class _Stopped(BaseException):
+    """The student's process cannot go on: out of time, ended, or it sent what is not an answer.
+
+    A ``BaseException``, so that a check's ``except Exception`` does not take it for a wrong answer.
+    """
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
 
 
-@dataclass
-class _Outcome:
-    """What came back from the child: the genuine results, and what went wrong."""
+class _Student:
+    """One notebook's student process (:mod:`mtlcode.course.grading_worker`) and the pipe to it."""
 
-    results: dict[int, tuple[str, str]] = field(default_factory=dict)
-    forged: set[int] = field(default_factory=set)  # exercises with more than one result
-    timed_out: bool = False
-    exitcode: int | None = 0
-    output: str = ""
-    timeout: float = DEFAULT_TIMEOUT
+    def __init__(self, name: str, timeout: float, log: Path) -> None:
+        context = _context()
+        self.connection, theirs = context.Pipe()
+        self.process = context.Process(target=grading_worker.serve, args=(theirs, str(log)), name=f"grading {name}",
+                                       daemon=True)
+        self.process.start()
+        theirs.close()  # else a process that ended would still look connected
+        self.deadline, self.timeout, self.log = time.monotonic() + timeout, timeout, log
 
-    def result(self, exercise: Exercise) -> tuple[str, str]:
-        if exercise.problem:
-            return "error", exercise.problem
-        if exercise.index in self.forged:
-            return "error", "more than one result arrived for this exercise: the solution seems to have forged one"
-        if exercise.index in self.results:
-            return self.results[exercise.index]
-        if self.timed_out:
-            return "timeout", (f"the notebook was stopped after {self.timeout:g} s (--timeout) before this exercise "
-                               "was graded: an endless loop?")
-        tail = f"\nits last output:\n{self.output}" if self.output.strip() else ""
-        return "error", (f"the grading process ended before this exercise was graded (exit code {self.exitcode}): "
-                         f"the solution called os._exit, crashed Python or was killed{tail}")
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send ``message``; its answer as plain data, or :class:`_Stopped`."""
+        try:
+            self.connection.send_bytes(pickle.dumps(message))
+            if not self.connection.poll(max(self.deadline - time.monotonic(), 0.0)):
+                raise _Stopped("timeout", f"the notebook was stopped after {self.timeout:g} s (--timeout) before "
+                                          "this exercise was graded: an endless loop?")
+            data = self.connection.recv_bytes(MAX_ANSWER_BYTES)
+        except (EOFError, OSError) as error:
+            self.process.join(1)
+            tail = self.log.read_text(encoding="utf-8", errors="replace")[-_LOG_TAIL:] if self.log.exists() else ""
+            tail = f"\nits last output:\n{tail}" if tail.strip() else ""
+            raise _Stopped("error", "the grading process ended before this exercise was graded (exit code "
+                                    f"{self.process.exitcode}): the solution called os._exit, crashed Python or was "
+                                    f"killed{tail}") from error
+        try:  # plain data only: a tensor subclass or an object that runs code on loading is refused
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # forged bytes also make torch warn about their pickle protocol
+                answer = torch.load(io.BytesIO(data), weights_only=True)
+        except Exception as error:
+            raise _Stopped("error", "the solution's process sent something that is not an answer (a tensor "
+                                    "subclass, an object of its own, or forged bytes): it cannot be graded") from error
+        if not (isinstance(answer, dict) and isinstance(answer.get("status"), str)
+                and isinstance(answer.get("printed", ""), str)):
+            raise _Stopped("error", "the solution's process sent an answer of the wrong form: it cannot be graded")
+        return answer
+
+    def stop(self) -> None:
+        """End the process and every process it started (its process group)."""
+        with contextlib.suppress(OSError, ValueError):
+            self.connection.send_bytes(pickle.dumps({"kind": "stop"}))
+        self.process.join(0.5)
+        if hasattr(os, "killpg") and self.process.pid is not None:
+            with contextlib.suppress(OSError):  # no group: the child had not called setsid yet
+                os.killpg(self.process.pid, signal.SIGKILL)
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.connection.close()
 
 
-def _read_results(path: Path, token: str, indices: set[int]) -> tuple[dict[int, tuple[str, str]], set[int]]:
-    """The lines of ``path`` that carry ``token``; indices with more than one line are forged."""
+class _NotAnswered(BaseException):
+    """The solution defined no such function, or tried to end the grading: an "error", not a wrong answer."""
+
+
+class _StudentFunction(StudentFunction):
+    """The function a solution cell defined, called in the student's process (see ``_checking``)."""
+
+    def __init__(self, student: _Student, name: str) -> None:
+        self.student, self.name, self.printed = student, name, []
+
+    def call(self, args: tuple[Any, ...], then: Callable[[Any], Any] | None) -> Any:
+        import cloudpickle
+
+        answer = self.student.request({"kind": "call", "function": self.name, "rng": torch.get_rng_state(),
+                                       "payload": cloudpickle.dumps((args, then))})
+        self.printed.append(answer["printed"])
+        status, message = answer["status"], str(answer.get("message", ""))
+        if status == "not done":
+            raise NotImplementedError(message)
+        if status in ("missing", "exit"):
+            raise _NotAnswered(message)
+        if status == "error":
+            raise StudentError(message)
+        try:
+            restore_arguments(list(args), answer.get("arguments"))
+            torch.set_rng_state(answer["rng"])
+        except Exception as error:
+            raise _Stopped("error", "the solution's process sent an answer of the wrong form: it cannot be "
+                                    "graded") from error
+        return rebuild(answer.get("result"))
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _run_checks(student: _Student, exercise: Exercise, name: str) -> tuple[str, str]:
+    """Run the solution cell there, then each of its checks here: (status, feedback)."""
+    answer = student.request({"kind": "exec", "source": exercise.source, "filename": f"{name}, cell {exercise.index}"})
+    printed = answer["printed"]
+    if answer["status"] != "ok":
+        status = "not done" if answer["status"] == "not done" else "error"
+        return status, (printed + str(answer.get("message", ""))).strip()
+    feedback = io.StringIO()
+    for check_name, function_name in exercise.checks:
+        if check_name not in _CHECKS:
+            return "error", f"{check_name} is not a check of mtlcode.course.exercises"
+        function = _StudentFunction(student, function_name)
+        try:
+            with contextlib.redirect_stdout(feedback):
+                _CHECKS[check_name](function)
+        except NotImplementedError as error:
+            return "not done", _describe(error)
+        except AssertionError:
+            return "failed", _clip(printed + "".join(function.printed) + feedback.getvalue())
+        except _NotAnswered as error:
+            return "error", _clip(printed + "".join(function.printed) + str(error))
+        except Exception as error:  # a reply the check could not use
+            return "error", f"the check could not use the solution's answer: {_describe(error)}"
+    return "passed", _clip(printed + feedback.getvalue())
+
+
+def _clip(text: str) -> str:
+    text = text.strip()
+    if len(text) <= FEEDBACK_LIMIT:
+        return text
+    half = FEEDBACK_LIMIT // 2
+    return f"{text[:half]}\n... ({len(text) - FEEDBACK_LIMIT} characters left out) ...\n{text[-half:]}"
+
+
+def _grade_in_a_process(exercises: list[Exercise], name: str, timeout: float) -> dict[int, tuple[str, str]]:
+    """(status, feedback) per exercise index, all of one notebook in one student process."""
     results: dict[int, tuple[str, str]] = {}
-    forged: set[int] = set()
-    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError, TypeError):  # a damaged or forged line is skipped
-            entry = json.loads(line)
-            if not (isinstance(entry, dict) and isinstance(entry.get("token"), str)
-                    and hmac.compare_digest(entry["token"], token) and entry.get("index") in indices):
-                continue
-            status, feedback = entry.get("status"), entry.get("feedback")
-            if entry["index"] in results or status not in STATUSES or not isinstance(feedback, str):
-                forged.add(entry["index"])
-            results[entry["index"]] = (status, feedback)
-    return results, forged
-
-
-def _run_child(exercises: list[Exercise], name: str, timeout: float) -> _Outcome:
-    token = secrets.token_hex(16)
-    payload = [{"index": e.index, "filename": f"{name}, cell {e.index}", "source": e.source,
-                "checks": [list(c) for c in e.checks]} for e in exercises]
     with tempfile.TemporaryDirectory(prefix="mtlcode-grade-") as folder:
-        results, log = Path(folder) / "results.jsonl", Path(folder) / "output.txt"
-        process = _context().Process(target=grading_worker.run, args=(token, str(results), str(log), payload),
-                                     name=f"grading {name}", daemon=True)
-        process.start()
-        process.join(timeout)
-        timed_out = process.is_alive()
-        if timed_out:
-            _stop(process)
-        process.join()
-        found, forged = _read_results(results, token, {e.index for e in exercises})
-        output = log.read_text(encoding="utf-8", errors="replace")[-_LOG_TAIL:] if log.exists() else ""
-    return _Outcome(found, forged, timed_out, process.exitcode, output, timeout)
+        student = _Student(name, timeout, Path(folder) / "output.txt")
+        try:
+            for exercise in exercises:
+                results[exercise.index] = _run_checks(student, exercise, name)
+        except _Stopped as stopped:
+            for exercise in exercises:
+                results.setdefault(exercise.index, (stopped.status, stopped.message))
+        finally:
+            student.stop()
+    return results
 
 
 def grade(path: str | Path, timeout: float = DEFAULT_TIMEOUT) -> list[Grade]:
-    """Grade every exercise of the notebook at ``path`` in a child process; one :class:`Grade` each.
+    """Grade every exercise of the notebook at ``path``; one :class:`Grade` each.
 
-    Each exercise runs in a fresh namespace (solution cells import what they use), so one
-    exercise's failure does not affect another's grade. The child is stopped after ``timeout``
-    seconds; the exercises not graded by then are "timeout". A file that is not a notebook gives
-    a single "error" grade naming it; a notebook without exercises gives ``[]``.
+    The solution cells run in a child process (one per notebook), each in a fresh namespace, so one
+    exercise's failure does not affect another's grade; the checks run in this process, on plain
+    data. The child is stopped after ``timeout`` seconds; the exercises not graded by then are
+    "timeout". A file that is not a notebook gives a single "error" grade naming it; a notebook
+    without exercises gives ``[]``.
     """
     path = Path(path)
     try:
@@ -226,8 +320,9 @@ def grade(path: str | Path, timeout: float = DEFAULT_TIMEOUT) -> list[Grade]:
         return [Grade(str(path), NOTEBOOK, "error", str(error))]
     exercises = find_exercises(notebook, path.stem)
     runnable = [e for e in exercises if not e.problem]
-    outcome = _run_child(runnable, path.name, timeout) if runnable else _Outcome()
-    return [Grade(str(path), e.label, *outcome.result(e)) for e in exercises]
+    results = _grade_in_a_process(runnable, path.name, timeout) if runnable else {}
+    return [Grade(str(path), e.label, *(("error", e.problem) if e.problem else results[e.index]))
+            for e in exercises]
 
 
 # -- reporting ----------------------------------------------------------------------------------

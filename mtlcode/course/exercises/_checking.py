@@ -35,15 +35,53 @@ def _passed(exercise: str, cases: list[str]) -> None:
         print(f"    ✓ {case}")
 
 
-def _call(exercise: str, case: str, fn: Callable[..., Any], *args: Any) -> Any:
-    """Call the student's function; an error other than NotImplementedError becomes feedback."""
+class StudentFunction:
+    """A student's function that runs in another process: the grader's (:mod:`mtlcode.course.grading`).
+
+    ``call(args, then)`` computes ``then(function(*args))`` in that process and returns it as plain
+    data (tensors, numbers, strings, lists, tuples, dicts), having copied back into ``args`` what the
+    call changed in them. The expected answers stay in the checking process.
+    """
+
+    def call(self, args: tuple[Any, ...], then: Callable[[Any], Any] | None) -> Any:
+        raise NotImplementedError
+
+
+class StudentError(Exception):
+    """The student's function raised this (its ``Type: message``), in the student's process."""
+
+
+def _call(exercise: str, case: str, fn: Callable[..., Any], *args: Any,
+          then: Callable[[Any], Any] | None = None) -> Any:
+    """Call the student's function; an error other than NotImplementedError becomes feedback.
+
+    ``then(result)``, when given, is what the check needs of the result that only the process that
+    holds it can compute (a gradient through it, the predictions of a returned network). It runs
+    where the student's function runs, so it must not use the check's expected answers.
+    """
     try:
-        return fn(*args)
+        if isinstance(fn, StudentFunction):
+            return fn.call(args, then)
+        got = fn(*args)
+        return got if then is None else then(got)
     except NotImplementedError:
         raise
     except Exception as error:
-        raise _failure(exercise, case, "a result", f"{type(error).__name__}: {error}",
+        raised = str(error) if isinstance(error, StudentError) else f"{type(error).__name__}: {error}"
+        raise _failure(exercise, case, "a result", raised,
                        "your function raised this error on this case; the traceback below shows where") from error
+
+
+def _attempt(compute: Callable[[Any], Any]) -> Callable[[Any], tuple[str, Any]]:
+    """``compute`` as a ``then`` that reports its error instead of raising: ``("ok", value)`` or ``("error", text)``."""
+
+    def attempt(got: Any) -> tuple[str, Any]:
+        try:
+            return "ok", compute(got)
+        except Exception as error:
+            return "error", f"{type(error).__name__}: {error}"
+
+    return attempt
 
 
 def _call_keeping_model(exercise: str, case: str, model: nn.Module, hint: str, fn: Callable[..., Any],

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from mtlcode.course.exercises._checking import (
     Params,
+    _attempt,
     _call,
     _call_keeping_model,
     _diagnose,
@@ -90,18 +91,18 @@ def check_inner_loop(inner_loop: Callable[[nn.Module, Params, Tensor, Tensor, fl
 
     case = "meta-gradient through two steps"
     alpha = alphas[2]
-    got = _call(exercise, case, inner_loop, model, theta, task.support_x, task.support_y, alpha, 2)
 
     def meta_gradient(params: Params) -> Params:
         loss = F.mse_loss(maml.predict(params, task.query_x), task.query_y)
         grads = torch.autograd.grad(loss, list(theta.values()), allow_unused=True)
         return {name: torch.zeros_like(p) if g is None else g for (name, p), g in zip(theta.items(), grads)}
 
-    try:
-        got_gradient = meta_gradient(got)
-    except RuntimeError as error:
-        raise _failure(exercise, case, "adapted parameters that depend on theta", f"RuntimeError: {error}",
-                       "do not detach the parameters or compute the step under torch.no_grad()") from error
+    # The gradient through the student's steps is taken where they ran (then=...).
+    status, got_gradient = _call(exercise, case, inner_loop, model, theta, task.support_x, task.support_y, alpha, 2,
+                                 then=_attempt(meta_gradient))
+    if status == "error":
+        raise _failure(exercise, case, "adapted parameters that depend on theta", got_gradient,
+                       "do not detach the parameters or compute the step under torch.no_grad()")
     problem = _params_mismatch(meta_gradient(adapted(2, alpha)), got_gradient)
     if problem:
         hint = _diagnose(got_gradient, [

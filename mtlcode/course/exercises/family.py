@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from mtlcode.course.exercises._checking import (
     Params,
+    _attempt,
     _call,
     _call_keeping_model,
     _diagnose,
@@ -157,8 +158,15 @@ def check_reptile_update(reptile_gradient: Callable[[nn.Module, TaskBatch, float
 
 
 def _drifted(theta: Params, own: bool) -> Params:
-    """``theta`` itself, or parameters that depend on it but differ, as those of a later outer step."""
-    return theta if own else {n: p + 0.1 * torch.randn_like(p) for n, p in theta.items()}
+    """``theta`` itself, or other parameters (leaves, as those of a later outer step would be).
+
+    The meta-gradient is taken with respect to these starting parameters: a leaf of their own, so
+    that the gradient is the same whichever process computes it (the grader's runs the student's
+    function in another process, where a link from ``params`` back to ``theta`` would not exist).
+    """
+    if own:
+        return theta
+    return {n: (p + 0.1 * torch.randn_like(p)).detach().requires_grad_() for n, p in theta.items()}
 
 
 def _query_gradient(model: nn.Module, adapted: Params, task: TaskBatch, wrt: Params) -> dict[str, Tensor | None]:
@@ -177,7 +185,7 @@ def _check_anil_case(anil_adapt: Callable[..., Params], exercise: str, case: str
             task.support_x, task.support_y, steps=steps, params=start)
 
     def meta_gradient(adapted_params: Params) -> Params:
-        return _zeros_for_none(_query_gradient(model, adapted_params, task, theta), theta)
+        return _zeros_for_none(_query_gradient(model, adapted_params, task, params), params)
 
     def body(p: Params) -> Params:
         return {n: t for n, t in p.items() if not n.startswith("head.")}
@@ -189,7 +197,8 @@ def _check_anil_case(anil_adapt: Callable[..., Params], exercise: str, case: str
                 "(functional_call(model, params, ...) or functional_call(model.body, ...)), not with model(x) "
                 "or model.body(x)")
     before = _snapshot(params)
-    got = _call(exercise, case, anil_adapt, model, params, task.support_x, task.support_y, alpha, steps)
+    got, (status, got_gradient) = _call(exercise, case, anil_adapt, model, params, task.support_x, task.support_y,
+                                        alpha, steps, then=lambda got: (got, _attempt(meta_gradient)(got)))
     problem = _params_mismatch(before, _snapshot(params))
     if problem:
         raise _failure(exercise, f"{case}: params is left unchanged", *problem,
@@ -211,11 +220,9 @@ def _check_anil_case(anil_adapt: Callable[..., Params], exercise: str, case: str
         raise _failure(exercise, case, *problem, hint)
 
     gradient_case = f"{case}: meta-gradient through the steps"
-    try:
-        got_gradient = meta_gradient(got)
-    except RuntimeError as error:
-        raise _failure(exercise, gradient_case, "adapted parameters that depend on params", f"RuntimeError: {error}",
-                       "do not detach the parameters or compute the steps under torch.no_grad()") from error
+    if status == "error":
+        raise _failure(exercise, gradient_case, "adapted parameters that depend on params", got_gradient,
+                       "do not detach the parameters or compute the steps under torch.no_grad()")
     problem = _params_mismatch(meta_gradient(expected), got_gradient)
     if problem:
         hint = _diagnose(got_gradient, [(meta_gradient(adapted(ANIL, steps, first_order=True)),
@@ -270,13 +277,15 @@ def _check_metasgd_case(metasgd_step: Callable[..., Params], exercise: str, case
         return {n: p - sizes[n] * g for (n, p), g in zip(start.items(), grads)}
 
     def meta_gradient(adapted: Params, sizes: Params) -> tuple[Params, list[str]]:
-        wrt = {**theta, **{f"step_sizes[{n}]": s for n, s in sizes.items()}}
+        wrt = {**params, **{f"step_sizes[{n}]": s for n, s in sizes.items()}}
         grads = _query_gradient(model, adapted, task, wrt)
         unused = [n for n, g in grads.items() if g is None and n.startswith("step_sizes")]
         return _zeros_for_none(grads, wrt), unused
 
     before_params, before_sizes = _snapshot(params), _snapshot(step_sizes)
-    got = _call(exercise, case, metasgd_step, model, params, step_sizes, task.support_x, task.support_y)
+    got, (status, gradient) = _call(exercise, case, metasgd_step, model, params, step_sizes, task.support_x,
+                                    task.support_y,
+                                    then=lambda got: (got, _attempt(lambda g: meta_gradient(g, step_sizes))(got)))
     for what, before, now in (("params", before_params, params), ("step_sizes", before_sizes, step_sizes)):
         problem = _params_mismatch(before, _snapshot(now))
         if problem:
@@ -302,12 +311,10 @@ def _check_metasgd_case(metasgd_step: Callable[..., Params], exercise: str, case
         raise _failure(exercise, case, *problem, hint)
 
     gradient_case = f"{case}: meta-gradient of params and step sizes"
-    try:
-        got_gradient, unused = meta_gradient(got, step_sizes)
-    except RuntimeError as error:
-        raise _failure(exercise, gradient_case, "a result that depends on params and step_sizes",
-                       f"RuntimeError: {error}",
-                       "do not detach anything or compute the step under torch.no_grad()") from error
+    if status == "error":
+        raise _failure(exercise, gradient_case, "a result that depends on params and step_sizes", gradient,
+                       "do not detach anything or compute the step under torch.no_grad()")
+    got_gradient, unused = gradient
     if unused:
         raise _failure(exercise, gradient_case, f"a gradient for {unused[0]}", "none",
                        "no gradient reaches the step sizes: use the tensors step_sizes[name] themselves (not "

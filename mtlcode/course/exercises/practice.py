@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlcode.course.exercises._checking import (
+    _attempt,
     _call,
     _diagnose,
     _failure,
@@ -59,20 +60,30 @@ def check_finetune_head(finetune_head: Callable[[nn.Module, nn.Linear, Tensor, T
             with torch.no_grad():
                 return network(query_x)
 
+        def what_it_predicts(network: Any, predictions: Callable[[nn.Module], Tensor] = predictions) -> tuple:
+            # Runs where the student's function ran: the network it returned is there.
+            if not isinstance(network, nn.Module):
+                return False, type(network).__name__, ("error", "not a network")
+            return True, type(network).__name__, _attempt(predictions)(network)
+
         with _seeded(3):
             head = new_head(model, ways)
-        got = _call(exercise, case, finetune_head, model, head, support_x.clone(), support_y.clone(), steps, lr)
+        is_network, got_type, (status, got_predictions) = _call(
+            exercise, case, finetune_head, model, head, support_x.clone(), support_y.clone(), steps, lr,
+            then=what_it_predicts)
         problem = _params_mismatch(before, _snapshot(dict(model.named_parameters())))
         if not problem and [p.requires_grad for p in model.parameters()] != trainable:
             problem = "every parameter of model trainable, as before", "some of model's parameters frozen"
         if problem:
             raise _failure(exercise, "the pre-trained model is left unchanged", *problem,
                            "work on a copy (copy.deepcopy(model)): never assign to model.head or freeze model.body")
-        if not isinstance(got, nn.Module):
-            raise _failure(exercise, case, "a network (an nn.Module)", type(got).__name__,
+        if not is_network:
+            raise _failure(exercise, case, "a network (an nn.Module)", got_type,
                            "return the fine-tuned network, e.g. a copy of model with the trained head")
+        if status == "error":
+            raise _failure(exercise, case, "query predictions", f"your network raised {got_predictions}",
+                           "the returned network must take the query inputs [n, 4] and give one logit per class")
         expected = predictions(reference(steps))
-        got_predictions = _call(exercise, case, predictions, got)
         problem = _mismatch(expected, got_predictions, "query predictions")
         if problem:
             hint = _diagnose(got_predictions, [
