@@ -4,8 +4,9 @@ Three groups, each in its own place, each using only the groups above it in this
 
 * **the library** a reader imports, at the top of the package and in :mod:`mtlcode.learners`:
   data (``data``, ``digits``) -> tasks (``tasks``) -> models (``models``) -> learners
-  (``learners``: MAML and its family, ProtoNet, fine-tuning, meta-RL) -> training (``training``,
-  ``checkpoints``, ``distributed``, the command line ``python -m mtlcode``) and evaluation
+  (``learners``: MAML and its family, ProtoNet, R2-D2, a conditional neural process, fine-tuning,
+  meta-RL) -> training (``training``, ``checkpoints``, ``distributed``, the command line
+  ``python -m mtlcode``) and evaluation
   (``metrics``, ``evaluation``, ``similarity``);
 * **the book's tools**, :mod:`mtlcode.book`: ``glue`` and ``claim`` for the chapters, the
   figures (``plots``), the benchmark results they quote (``results``), the notebooks and the
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from mtlcode import _aliases
 from mtlcode.evaluation import Evaluation, evaluate
-from mtlcode.learners import ANIL, MAML, Learner, MetaSGD, ProtoNet, Reptile
+from mtlcode.learners import ANIL, CNP, MAML, R2D2, Learner, MetaSGD, ProtoNet, Reptile
 from mtlcode.training import meta_train
 from mtlcode.utils import device, seed_everything
 
@@ -44,9 +45,11 @@ _LAZY_SUBMODULES = ("book", "checkpoints", "course", "data", "digits", "distribu
 
 __all__ = [
     "ANIL",
+    "CNP",
     "MAML",
     "MetaSGD",
     "ProtoNet",
+    "R2D2",
     "Reptile",
     "Evaluation",
     "Learner",

@@ -24,10 +24,12 @@ from mtlcode import distributed
 from mtlcode.checkpoints import CheckpointError
 from mtlcode.learners.anil import ANIL
 from mtlcode.learners.base import Learner
+from mtlcode.learners.incontext import CNP
 from mtlcode.learners.maml import MAML
 from mtlcode.learners.metasgd import MetaSGD
 from mtlcode.learners.protonet import ProtoNet
 from mtlcode.learners.reptile import Reptile
+from mtlcode.learners.ridge import R2D2
 from mtlcode.tasks import TaskBatch
 from mtlcode.training import History, meta_train
 
@@ -42,7 +44,7 @@ RUN_DEFINING = ("method", "dataset", "ways", "shots", "queries", "meta_batch", "
 
 # Settings that runs written before the setting existed had implicitly.
 IMPLICIT = {"method": "maml"}
-METHODS = ("maml", "anil", "metasgd", "reptile", "protonet")
+METHODS = ("maml", "anil", "metasgd", "reptile", "protonet", "r2d2", "cnp")
 
 
 class ResumeMismatch(ValueError):
@@ -52,13 +54,15 @@ class ResumeMismatch(ValueError):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Meta-train a learner (MAML, ANIL, Meta-SGD, Reptile, ProtoNets) on sinusoid regression or "
-                    "Omniglot. Run it as it is for one process, or under `torchrun --nproc_per_node=N -m "
-                    "mtlcode.train ...` to split every meta-batch across N processes (gloo on CPUs, NCCL on "
-                    "GPUs). Running the same command again resumes from OUT/checkpoint.pt.",
+        description="Meta-train a learner (MAML, ANIL, Meta-SGD, Reptile, ProtoNets, R2-D2, conditional neural "
+                    "processes) "
+                    "on sinusoid regression or Omniglot. Run it as it is for one process, or under `torchrun "
+                    "--nproc_per_node=N -m mtlcode.train ...` to split every meta-batch across N processes (gloo on "
+                    "CPUs, NCCL on GPUs). Running the same command again resumes from OUT/checkpoint.pt.",
     )
     p.add_argument("--method", choices=METHODS, default="maml",
-                   help="the learner (protonet: omniglot only; add --first-order for first-order MAML or ANIL)")
+                   help="the learner (protonet, r2d2: omniglot only; cnp: sinusoid only, without inner loop; add "
+                        "--first-order for first-order MAML or ANIL)")
     p.add_argument("--dataset", choices=["sinusoid", "omniglot"], default="sinusoid")
     p.add_argument("--ways", type=int, default=None, help="classes per task (omniglot only; default 5)")
     p.add_argument("--shots", type=int, default=None, help="support examples per class (default: sinusoid 10, "
@@ -99,8 +103,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
     else:
         args.ways = DEFAULTS["omniglot"]["ways"] if args.ways is None else args.ways
         args.omniglot_sets = args.omniglot_sets or ["background"]
-    if args.method == "protonet" and args.dataset != "omniglot":
-        raise ValueError("--method protonet classifies: use --dataset omniglot")
+    if args.method in ("protonet", "r2d2") and args.dataset != "omniglot":
+        raise ValueError(f"--method {args.method} classifies: use --dataset omniglot")
+    if args.method == "cnp" and args.dataset != "sinusoid":
+        raise ValueError("--method cnp regresses: use --dataset sinusoid")
     if args.first_order and args.method not in ("maml", "anil"):
         raise ValueError(f"--first-order applies to --method maml or anil, not {args.method}")
     if args.method == "reptile" and args.inner_steps < 1:
@@ -198,6 +204,10 @@ def _file_id(path: Path) -> tuple[int, int, int] | None:
 def _learner(args: argparse.Namespace, model: torch.nn.Module, loss: Any) -> Learner:
     if args.method == "protonet":
         return ProtoNet(model.body)
+    if args.method == "r2d2":
+        return R2D2(model.body)
+    if args.method == "cnp":  # builds its own encoder and decoder; --inner-lr and --inner-steps do not apply
+        return CNP(x_dim=1, y_dim=1)
     if args.method == "reptile":
         return Reptile(model, args.inner_lr, inner_steps=args.inner_steps, loss=loss)
     if args.method == "metasgd":

@@ -7,6 +7,10 @@ one command line serve them all:
 * ``anil``, ``metasgd``, ``reptile``: MAML's family (adapt the head only; learn per-parameter step
   sizes; move towards the adapted weights instead of differentiating through them);
 * ``protonet``: prototypical networks, which adapt by averaging, without a gradient step;
+* ``ridge``: R2-D2, a ridge-regression head solved in closed form for each task and
+  differentiated through;
+* ``incontext``: a conditional neural process (CNP), which learns in context: one forward pass
+  reads the support set and predicts the queries, without a gradient step;
 * ``rl``: MAML on reinforcement-learning tasks (policy gradients);
 * ``finetune``: the transfer-learning side, pre-training then fine-tuning (functions, not a
   learner: it has no meta-training).
@@ -17,11 +21,13 @@ from __future__ import annotations
 from mtlcode._aliases import lazy_submodules
 from mtlcode.learners.anil import ANIL
 from mtlcode.learners.base import Learner
+from mtlcode.learners.incontext import CNP
 from mtlcode.learners.maml import MAML
 from mtlcode.learners.metasgd import MetaSGD
 from mtlcode.learners.protonet import ProtoNet
 from mtlcode.learners.reptile import Reptile
+from mtlcode.learners.ridge import R2D2
 
-__all__ = ["ANIL", "MAML", "Learner", "MetaSGD", "ProtoNet", "Reptile"]
+__all__ = ["ANIL", "CNP", "MAML", "Learner", "MetaSGD", "ProtoNet", "R2D2", "Reptile"]
 
 __getattr__ = lazy_submodules(__name__, ("finetune", "rl"))
