@@ -7,6 +7,10 @@ Three ways to fine-tune, from the most to the least flexible:
 * ``"linear_probe"``: the body's features are computed once and a fresh linear classifier
   (or least-squares regressor) is fitted on them to convergence.
 
+Between ``"all"`` and ``"head"`` lie the parameter-efficient modes ``"lora"``, ``"bitfit"`` and
+``"film"``: the body is frozen but for a few adapter parameters, trained with a fresh head
+(the adapters are in :mod:`mtlcode.learners.adapters`).
+
 ``finetune`` always works on a copy: the pre-trained model can be reused for the next task.
 
 :class:`CosineHead` is the classifier of Baseline++ (Chen et al., 2019): logits are a fixed
@@ -28,7 +32,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-Mode = Literal["all", "head", "linear_probe"]
+from mtlcode.learners.adapters import ADAPTER_MODES, adapter_options, add_adapters, check_adaptable
+
+Mode = Literal["all", "head", "linear_probe", "lora", "bitfit", "film"]
+MODES = ("all", "head", "linear_probe", *ADAPTER_MODES)
 __all__ = ["CosineHead", "finetune", "new_head", "pretrain", "ridge_solution"]
 Batches = Dataset | Callable[[torch.Generator], tuple[Tensor, Tensor]]
 
@@ -189,6 +196,8 @@ def finetune(
     ways: int | None = None,
     loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
     ridge: float = 0.0,
+    rank: int | None = None,
+    alpha: float | None = None,
 ) -> nn.Module:
     """Fine-tune a copy of ``model`` on one task's support set and return the copy.
 
@@ -200,19 +209,29 @@ def finetune(
     (L-BFGS too for a :class:`CosineHead`, which has no closed form); ``ridge`` adds an L2
     penalty on the regression probe's weights (:func:`ridge_solution`). A fresh head is of the
     same kind as ``model.head``: a Baseline++ model is fine-tuned with a new cosine head.
+
+    ``"lora"``, ``"bitfit"`` and ``"film"`` freeze the body but for its adapters
+    (:func:`mtlcode.learners.adapters.add_adapters`) and train them with a fresh head, full-batch
+    SGD through the whole network; ``rank`` and ``alpha`` are LoRA's (default 4 and 4.0). The
+    head is drawn before LoRA's ``A``, so one seed gives every mode the same starting head.
     """
-    if mode not in ("all", "head", "linear_probe"):
-        raise ValueError(f"mode must be 'all', 'head' or 'linear_probe', got {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     if ridge and mode != "linear_probe":
         raise ValueError(f"ridge is the linear probe's penalty; mode={mode!r} takes none")
+    options = adapter_options(mode, rank, alpha)  # LoRA's, checked; {} for the other modes
+    if mode in ADAPTER_MODES:
+        check_adaptable(model)
     tuned = copy.deepcopy(model)
     classification = not torch.is_floating_point(support_y)
     if ways is None and mode != "all":
         ways = int(support_y.max()) + 1 if classification else _head_of(tuned).out_features
     if ways is not None:
         tuned.head = new_head(tuned, ways)
+    if mode in ADAPTER_MODES:
+        add_adapters(tuned, mode, **options)
 
     if mode == "linear_probe":
         tuned.body.requires_grad_(False)
