@@ -12,6 +12,8 @@ one command line serve them all:
 * ``incontext``: a conditional neural process (CNP), which learns in context: one forward pass
   reads the support set and predicts the queries, without a gradient step;
 * ``rl``: MAML on reinforcement-learning tasks (policy gradients);
+* ``adapters``: parameter-efficient fine-tuning (LoRA, BitFit, FiLM), used by ``finetune``'s modes
+  "lora", "bitfit" and "film";
 * ``finetune``: the transfer-learning side, pre-training then fine-tuning (functions, not a
   learner: it has no meta-training).
 """
@@ -30,4 +32,4 @@ from mtlcode.learners.ridge import R2D2
 
 __all__ = ["ANIL", "CNP", "MAML", "Learner", "MetaSGD", "ProtoNet", "R2D2", "Reptile"]
 
-__getattr__ = lazy_submodules(__name__, ("finetune", "rl"))
+__getattr__ = lazy_submodules(__name__, ("adapters", "finetune", "rl"))
