@@ -8,6 +8,7 @@ here with a message that names the page and the cell.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -360,3 +361,13 @@ def test_one_chinese_term_for_an_episode_of_few_shot_training():
         if path.name not in ("06_applications.md", "glossary.md"):
             assert "回合" not in text, f"{path.relative_to(ROOT)}: a few-shot episode is 情景, not 回合"
         assert "回合（episode）上训练" not in text and "个回合，每个回合是一个" not in text, path
+
+
+def test_no_stray_space_around_a_chinese_term():
+    """Chinese sets no space between characters: "写成{term}`闭式解 <...>`", not "写成 {term}`闭式解 <...>`"."""
+    cjk = r"[\u3400-\u9fff\u3000-\u303f\uff00-\uffef]"
+    before = re.compile(rf"{cjk} +\{{term\}}`[\u3400-\u9fff]")
+    after = re.compile(rf"\{{term\}}`[^`<]*?[\u3400-\u9fff]\s*(?:<[^`>]*>)?` +{cjk}")
+    stray = [f"{path.name}: {match.group(0)[:40]}" for path in sorted((ROOT / "translations" / "zh").rglob("*.md"))
+             for pattern in (before, after) for match in pattern.finditer(path.read_text(encoding="utf-8"))]
+    assert not stray, stray[:10]
