@@ -82,7 +82,7 @@ OMNIGLOT_ARGS = ["--dataset", "omniglot", "--omniglot-sets", "background_small1"
 
 
 def method_args(method: str, request: pytest.FixtureRequest) -> list[str]:
-    if method == "protonet":
+    if method in ("protonet", "r2d2"):
         request.getfixturevalue("omniglot_dir")  # skips without the archives
         return [*OMNIGLOT_ARGS, "--method", method]
     return [*ARGS, "--method", method]
