@@ -127,3 +127,43 @@ def test_a_nan_in_the_data_is_refused_not_scored_as_chance(field):
     if field != "query_y":
         with pytest.raises(ValueError, match=f"{field} holds 1 NaN"):
             evaluate(ProtoNet(Conv4(ways=3, hidden=4).body), batch)
+
+
+def _images(channels: int, side: int, dtype: torch.dtype = torch.float32) -> TaskBatch:
+    g = torch.Generator().manual_seed(1)
+    return TaskBatch(torch.rand(2, 3, channels, side, side, generator=g, dtype=dtype), torch.arange(3).repeat(2, 1),
+                     torch.rand(2, 3, channels, side, side, generator=g, dtype=dtype), torch.arange(3).repeat(2, 1))
+
+
+def _integer_images() -> TaskBatch:
+    batch = _images(1, 28)
+    return TaskBatch((batch.support_x * 255).long(), batch.support_y, (batch.query_x * 255).long(), batch.query_y)
+
+
+def _learners() -> dict:
+    from mtlcode import ANIL, ProtoNet
+    return {"maml": lambda model: MAML(model, 0.1, loss=F.cross_entropy),
+            "anil": lambda model: ANIL(model, 0.1, loss=F.cross_entropy),
+            "protonet": lambda model: ProtoNet(model.body)}
+
+
+@pytest.mark.parametrize("learner", ["maml", "anil", "protonet"])
+@pytest.mark.parametrize("batch, message", [
+    (lambda: _images(1, 84), r"cannot take examples shaped \[1, 84, 84\].*image_size"),
+    (lambda: _images(3, 28), r"cannot take examples shaped \[3, 28, 28\].*takes 1 channels"),
+    (lambda: _images(1, 28, torch.float64), "float64 but the model's parameters are torch.float32"),
+    (lambda: _integer_images(), "holds torch.int64 values"),
+], ids=["84x84 into a 28x28 Conv4", "3 channels into 1", "float64 into float32", "integer images"])
+def test_inputs_the_network_cannot_take_are_refused_naming_what_it_takes(learner, batch, message):
+    model = Conv4(1, ways=3, hidden=4)
+    if learner == "protonet" and "84" in message:  # the body alone takes any image size: that is no error
+        assert _learners()[learner](model).meta_loss(batch()).isfinite()
+        return
+    with pytest.raises(ValueError, match=message):
+        _learners()[learner](model).meta_loss(batch())
+
+
+def test_a_width_the_mlp_was_not_built_for_is_refused_naming_its_first_layer():
+    batch = TaskBatch(torch.randn(2, 5, 2), torch.randn(2, 5, 1), torch.randn(2, 5, 2), torch.randn(2, 5, 1))
+    with pytest.raises(ValueError, match=r"cannot take examples shaped \[2\].*takes 1 features"):
+        MAML(MLP([1, 8, 1]), 0.1, loss=F.mse_loss).meta_loss(batch)

@@ -21,7 +21,7 @@ the gradient of a loss (Reptile) overrides ``meta_backward``.
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from mtlcode.metrics import task_metric
 
-__all__ = ["Learner", "check_model", "measured_strategy"]
+__all__ = ["Learner", "check_inputs", "check_model", "measured_strategy"]
 
 Stats = dict[str, Tensor]
 
@@ -129,3 +129,49 @@ def check_model(model: nn.Module, *, vectorised: bool) -> None:
         if vectorised and isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
             raise ValueError(f"{name} ({type(module).__name__}, p={module.p}) cannot run under vmap; use "
                              "strategy='loop' or remove the dropout")
+
+
+def _first_layer(model: nn.Module) -> str:
+    """What the model's first layer takes, for an error message."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            return f"its first layer ({name}) takes {module.in_features} features per example"
+        if isinstance(module, nn.modules.conv._ConvNd):
+            size = getattr(model, "feature_dim", None)
+            built = (f"; a Conv4 is built for one image size (Conv4(..., image_size=...)), its head taking {size} "
+                     "features") if size is not None else ""
+            return f"its first convolution ({name}) takes {module.in_channels} channels{built}"
+    return "see its first layer"
+
+
+def check_inputs(model: nn.Module, batch: Any, forward: Callable[[Tensor], Tensor]) -> Tensor:
+    """Refuse inputs the model cannot take, naming the argument and the fix; return ``forward`` of task 0's support set.
+
+    Checked before any training step: the device and the floating-point type of ``support_x`` and
+    ``query_x``, then one forward pass (no gradient) of the first task's support examples, whose
+    failure (a width, channel count or image size the model was not built for) becomes a
+    ``ValueError`` that says what the model takes, instead of torch's matrix-shape message.
+    """
+    weight = next(model.parameters())
+    for name in ("support_x", "query_x"):
+        x = getattr(batch, name)
+        if x.device != weight.device:
+            raise ValueError(f"batch.{name} is on {x.device} but the model on {weight.device}: move the batch "
+                             f"with batch.to({str(weight.device)!r}) or the model with model.to(...)")
+        if not x.is_floating_point():
+            raise ValueError(f"batch.{name} holds {x.dtype} values, but a network computes in floating point: "
+                             f"convert the batch, e.g. batch.to(dtype={weight.dtype})")
+        if x.dtype != weight.dtype:
+            raise ValueError(f"batch.{name} is {x.dtype} but the model's parameters are {weight.dtype}: "
+                             f"convert one of them (batch.to(dtype={weight.dtype}) or model.to({x.dtype}))")
+    if batch.support_x.shape[2:] != batch.query_x.shape[2:]:
+        raise ValueError(f"support and query examples differ in shape ({list(batch.support_x.shape[2:])} and "
+                         f"{list(batch.query_x.shape[2:])}): both must be what the model takes")
+    try:
+        with torch.no_grad():
+            return forward(batch.support_x[0])
+    except RuntimeError as error:
+        message = str(error).splitlines()[0]
+        raise ValueError(f"the model cannot take examples shaped {list(batch.support_x.shape[2:])} "
+                         f"(batch.support_x is {list(batch.support_x.shape)}): {_first_layer(model)} "
+                         f"(torch: {message})") from error

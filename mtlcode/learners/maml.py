@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from mtlcode.learners.base import Learner, Stats, check_model, measured_strategy
+from mtlcode.learners.base import Learner, Stats, check_inputs, check_model, measured_strategy
 from mtlcode.models import TaskBatchNorm2d
 from mtlcode.tasks import TaskBatch
 
@@ -217,17 +217,7 @@ class MAML(Learner):
         if not batch.batched:
             raise ValueError("this is a single task (batch[i]); pass a batch of tasks, e.g. batch[i:i + 1]")
         batch.check_finite()
-        weight = next(self.model.parameters())
-        for name in ("support_x", "query_x"):
-            x = getattr(batch, name)
-            if x.device != weight.device:
-                raise ValueError(f"batch.{name} is on {x.device} but the model on {weight.device}: move the batch "
-                                 f"with batch.to({str(weight.device)!r}) or the model with model.to(...)")
-            if x.is_floating_point() and x.dtype != weight.dtype:
-                raise ValueError(f"batch.{name} is {x.dtype} but the model's parameters are {weight.dtype}: "
-                                 f"convert one of them (batch.to(dtype={weight.dtype}) or model.to({x.dtype}))")
-        with torch.no_grad():
-            outputs = self.predict(self.params(), batch.support_x[0])
+        outputs = check_inputs(self.model, batch, lambda x: self.predict(self.params(), x))
         for name in ("support_y", "query_y"):
             self._check_targets(name, getattr(batch, name), outputs)
 

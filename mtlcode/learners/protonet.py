@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
-from mtlcode.learners.base import Learner, check_model, measured_strategy
+from mtlcode.learners.base import Learner, check_inputs, check_model, measured_strategy
 from mtlcode.tasks import TaskBatch
 
 __all__ = ["ProtoNet", "prototype_logits", "prototypes"]
@@ -61,10 +61,7 @@ class ProtoNet(Learner):
         if batch.support_y.is_floating_point():
             raise ValueError("ProtoNet classifies: batch.support_y must hold integer class labels, not floats")
         batch.check_finite()
-        weight = next(self.model.parameters())
-        if batch.support_x.device != weight.device:
-            raise ValueError(f"the batch is on {batch.support_x.device} but the body on {weight.device}: "
-                             "use batch.to(device)")
+        check_inputs(self.model, batch, self.model)
         classes = int(batch.support_y.max()) + 1
         counts = torch.stack([torch.bincount(y, minlength=classes) for y in batch.support_y])
         if int(counts.min()) == 0 or int(batch.support_y.min()) < 0:
