@@ -371,3 +371,12 @@ def test_no_stray_space_around_a_chinese_term():
     stray = [f"{path.name}: {match.group(0)[:40]}" for path in sorted((ROOT / "translations" / "zh").rglob("*.md"))
              for pattern in (before, after) for match in pattern.finditer(path.read_text(encoding="utf-8"))]
     assert not stray, stray[:10]
+
+
+def test_words_in_chinese_formulas_are_chinese():
+    """\\text{...} in a formula is prose: Chinese in the Chinese edition, except names such as MAML."""
+    names = {"MAML", "lr"}
+    english = [f"{path.name}: {match.group(0)}" for path in sorted((ROOT / "translations" / "zh").rglob("*.md"))
+               for match in re.finditer(r"\\text\{([^}]*)\}", path.read_text(encoding="utf-8"))
+               if re.search(r"[A-Za-z]{2,}", match.group(1)) and match.group(1).strip() not in names]
+    assert not english, english
