@@ -31,7 +31,8 @@ def _seconds(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mtlcode.course", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="python -m mtlcode.course",
+                                description="The course's tools: the student edition, grading, nbgrader.",
                                 epilog="\n".join(__doc__.splitlines()[1:6]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
