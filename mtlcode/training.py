@@ -50,6 +50,27 @@ def _trainable(learner: Learner) -> list[Tensor]:
     return trainable
 
 
+def _check_structure(state: dict[str, Any], checkpoint: Path, my_shards: range) -> None:
+    """The parts a checkpoint of :func:`meta_train` holds, of the right kinds; else a CheckpointError naming it."""
+    wrong = []
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        wrong.append("'step' (a count of steps)")
+    history = state.get("history")
+    if not (isinstance(history, dict) and all(isinstance(v, list) for v in history.values())):
+        wrong.append("'history' (a dict of lists)")
+    for key in ("model", "optimizer"):
+        if not isinstance(state.get(key), dict):
+            wrong.append(f"'{key}' (a state dict)")
+    generators = state.get("generators", [state["generator"]] if "generator" in state else None)
+    if not (isinstance(generators, list) and len(generators) >= my_shards.stop
+            and all(isinstance(g, Tensor) and g.dtype == torch.uint8 for g in generators)):
+        wrong.append("'generators' (the states of the task samplers)")
+    if wrong:
+        raise CheckpointError(f"{checkpoint} is not a checkpoint of meta_train, or a damaged one: its "
+                              f"{', '.join(wrong)} missing or of the wrong kind; move it away to start afresh")
+
+
 def _restore(learner: Learner, optimizer: torch.optim.Optimizer, generators: list[torch.Generator],
              my_shards: range, shards: int, state: dict[str, Any], checkpoint: Path) -> tuple[History, int]:
     saved_kind, kind = state.get("learner"), _learner_kind(learner)
@@ -61,6 +82,7 @@ def _restore(learner: Learner, optimizer: torch.optim.Optimizer, generators: lis
         raise ValueError(f"{checkpoint} was written by a run of {saved_shards} shard(s), not {shards}: "
                          f"resume with shards={saved_shards} (under torchrun, a number of processes "
                          f"that divides {saved_shards} and shards={saved_shards})")
+    _check_structure(state, checkpoint, my_shards)
     try:
         learner.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -182,6 +182,24 @@ def test_a_damaged_checkpoint_is_named_with_what_to_do(tmp_path, content):
     assert "weights_only=False" not in message.replace("never load one you do not trust with weights_only=False", "")
 
 
+@pytest.mark.parametrize("damage", [
+    lambda state: state.pop("step"), lambda state: state.update(step="3"), lambda state: state.pop("history"),
+    lambda state: state.update(history=[1, 2]), lambda state: state.pop("generators"),
+    lambda state: state.update(generators=[torch.zeros(3)]), lambda state: state.pop("model"),
+], ids=["no step", "step a string", "no history", "history a list", "no generators", "generators garbled",
+        "no model"])
+def test_a_checkpoint_with_a_part_missing_or_garbled_is_refused_by_name(tmp_path, damage):
+    checkpoint = tmp_path / "run.pt"
+    sinusoid_run(2, checkpoint=checkpoint)
+    state = load_checkpoint(checkpoint)
+    damage(state)
+    save_checkpoint(checkpoint, state)
+    before = checkpoint.read_bytes()
+    with pytest.raises(CheckpointError, match=r"run\.pt is not a checkpoint of meta_train, or a damaged one"):
+        sinusoid_run(4, checkpoint=checkpoint)
+    assert checkpoint.read_bytes() == before  # nothing overwritten
+
+
 def test_temporaries_of_a_save_killed_midway_are_removed_on_resume(tmp_path):
     checkpoint = tmp_path / "run.pt"
     sinusoid_run(5, checkpoint=checkpoint, checkpoint_every=5)
