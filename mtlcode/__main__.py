@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -115,13 +116,13 @@ def _check_arguments(args: argparse.Namespace) -> None:
         if getattr(args, name) is None:
             setattr(args, name, value)
     for name, least in (("iterations", 0), ("checkpoint_every", 1), ("inner_steps", 0), ("shots", 1),
-                        ("queries", 1), ("ways", 1)):
+                        ("queries", 1), ("ways", 2), ("seed", 0)):
         value = getattr(args, name, None)
         if value is not None and value < least:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
     for name in ("meta_lr", "inner_lr"):
-        if not getattr(args, name) > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
 
 
 def _config(args: argparse.Namespace, shards: int, device: torch.device) -> dict[str, Any]:
@@ -303,7 +304,8 @@ def run() -> None:
     """Entry point: ``main()``, with the errors a user can fix reported in one line."""
     try:
         main()
-    except (CheckpointError, ResumeMismatch, distributed.PeerTimeoutError) as error:
+    except (CheckpointError, ResumeMismatch, distributed.PeerTimeoutError, FloatingPointError,
+            FileNotFoundError) as error:  # a diverged run, data that is not there: the message says what to do
         print(f"{PROG}: error: {error}", file=sys.stderr)
         sys.exit(1)
 

@@ -53,6 +53,10 @@ def test_resuming_with_other_settings_is_refused_and_changes_nothing(tmp_path):
     (["--iterations", "-1"], "--iterations must be >= 0"),
     (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
     (["--queries", "0"], "--queries must be >= 1"),
+    (["--seed", "-1"], "--seed must be >= 0"),
+    (["--inner-lr", "inf"], "--inner-lr must be a positive number"),
+    (["--meta-lr", "nan"], "--meta-lr must be a positive number"),
+    (["--dataset", "omniglot", "--ways", "1"], "--ways must be >= 2"),
 ])
 def test_bad_options_fail_at_once(tmp_path, capsys, options, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -199,3 +203,12 @@ def test_a_new_meta_lr_allowed_on_resume_is_the_one_used(tmp_path):
     main([*ARGS, "--iterations", "6", "--meta-lr", "0.05", "--allow-changes", "--out", str(tmp_path)])
     assert load_checkpoint(tmp_path / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"] == 0.05
     assert json.loads((tmp_path / "config.json").read_text())["meta_lr"] == 0.05
+
+
+def test_a_run_that_diverges_ends_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [PROG, *ARGS, "--inner-lr", "1e30", "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as exit_info:
+        run()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.startswith(f"{PROG}: error: ") and "nan" in err, err
+    assert "Traceback" not in err

@@ -167,3 +167,9 @@ def test_a_width_the_mlp_was_not_built_for_is_refused_naming_its_first_layer():
     batch = TaskBatch(torch.randn(2, 5, 2), torch.randn(2, 5, 1), torch.randn(2, 5, 2), torch.randn(2, 5, 1))
     with pytest.raises(ValueError, match=r"cannot take examples shaped \[2\].*takes 1 features"):
         MAML(MLP([1, 8, 1]), 0.1, loss=F.mse_loss).meta_loss(batch)
+
+
+@pytest.mark.parametrize("inner_lr", [float("inf"), float("nan"), 0.0, -0.1])
+def test_an_inner_step_size_that_is_not_a_positive_finite_number_is_refused(inner_lr):
+    with pytest.raises(ValueError, match="inner_lr must be a positive finite number"):
+        MAML(MLP([1, 8, 1]), inner_lr, loss=F.mse_loss)

@@ -20,6 +20,7 @@ a pure function of its inputs, ``torch.func.vmap`` can run all tasks of a batch 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -76,8 +77,8 @@ class MAML(Learner):
         strategy: Strategy = "auto",
         chunk_size: int | None = None,
     ) -> None:
-        if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not inner_lr > 0:
-            raise ValueError(f"inner_lr must be a positive number, got {inner_lr!r}")
+        if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or not 0 < inner_lr < math.inf:
+            raise ValueError(f"inner_lr must be a positive finite number, got {inner_lr!r}")
         if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
             raise ValueError(f"inner_steps must be an int >= 0, got {inner_steps!r}")
         if strategy not in ("auto", "vmap", "loop"):
