@@ -61,6 +61,7 @@ from mtlcode.course import exercises as _exercises
 from mtlcode.course import grading_worker
 from mtlcode.course.answers import rebuild, restore_arguments
 from mtlcode.course.exercises._checking import StudentError, StudentFunction
+from mtlcode.course.grading_worker import describe as _describe
 
 __all__ = ["DEFAULT_TIMEOUT", "STATUSES", "Exercise", "Grade", "check_calls", "find_exercises", "grade",
            "grade_notebooks"]
@@ -248,10 +249,6 @@ class _StudentFunction(StudentFunction):
             raise _Stopped("error", "the solution's process sent an answer of the wrong form: it cannot be "
                                     "graded") from error
         return rebuild(answer.get("result"))
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def _run_checks(student: _Student, exercise: Exercise, name: str) -> tuple[str, str]:

@@ -31,7 +31,7 @@ import torch
 
 from mtlcode.course.answers import plain, plain_state
 
-__all__ = ["preload", "serve"]
+__all__ = ["describe", "preload", "serve"]
 
 PRINTED_LIMIT = 8000  # characters of the student's printed output sent back per request
 
@@ -45,7 +45,7 @@ def preload() -> None:
             importlib.import_module(name)
 
 
-def _describe(error: BaseException) -> str:
+def describe(error: BaseException) -> str:
     """``Type: message``, even when the student's exception cannot print itself."""
     try:
         return f"{type(error).__name__}: {error}"
@@ -87,11 +87,11 @@ def _answer(handle: Callable[[], dict[str, Any]], printed: io.StringIO) -> dict[
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
             answer = handle()
     except NotImplementedError as error:
-        answer = {"status": "not done", "message": _describe(error)}
+        answer = {"status": "not done", "message": describe(error)}
     except SystemExit as error:
         answer = {"status": "exit", "message": f"the solution tried to end the grading (sys.exit({error.code!r}))"}
     except BaseException as error:  # the student's code may raise anything, KeyboardInterrupt included
-        answer = {"status": "error", "message": _describe(error)}
+        answer = {"status": "error", "message": describe(error)}
     answer["printed"] = _clip(printed.getvalue())
     return answer
 
@@ -102,7 +102,7 @@ def _send(connection: Connection, answer: dict[str, Any]) -> None:
         torch.save(answer, buffer)
     except Exception as error:  # e.g. a tensor subclass that cannot be saved
         buffer = io.BytesIO()
-        torch.save({"status": "error", "message": f"the answer could not be sent: {_describe(error)}",
+        torch.save({"status": "error", "message": f"the answer could not be sent: {describe(error)}",
                     "printed": answer.get("printed", "")}, buffer)
     connection.send_bytes(buffer.getvalue())
 

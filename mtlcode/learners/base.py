@@ -144,13 +144,15 @@ def _first_layer(model: nn.Module) -> str:
     return "see its first layer"
 
 
-def check_inputs(model: nn.Module, batch: Any, forward: Callable[[Tensor], Tensor]) -> Tensor:
+def check_inputs(model: nn.Module, batch: Any, forward: Callable[[Tensor], Tensor] | None) -> Tensor | None:
     """Refuse inputs the model cannot take, naming the argument and the fix; return ``forward`` of task 0's support set.
 
     Checked before any training step: the device and the floating-point type of ``support_x`` and
     ``query_x``, then one forward pass (no gradient) of the first task's support examples, whose
     failure (a width, channel count or image size the model was not built for) becomes a
     ``ValueError`` that says what the model takes, instead of torch's matrix-shape message.
+    With ``forward=None`` the forward pass is skipped (a caller that has already run it on
+    examples of this shape) and None is returned.
     """
     weight = next(model.parameters())
     for name in ("support_x", "query_x"):
@@ -167,6 +169,8 @@ def check_inputs(model: nn.Module, batch: Any, forward: Callable[[Tensor], Tenso
     if batch.support_x.shape[2:] != batch.query_x.shape[2:]:
         raise ValueError(f"support and query examples differ in shape ({list(batch.support_x.shape[2:])} and "
                          f"{list(batch.query_x.shape[2:])}): both must be what the model takes")
+    if forward is None:
+        return None
     try:
         with torch.no_grad():
             return forward(batch.support_x[0])

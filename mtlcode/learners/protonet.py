@@ -48,6 +48,7 @@ class ProtoNet(Learner):
             raise ValueError(f"{type(body).__name__} has no parameters: there is nothing to meta-learn")
         self.model = body
         self.strategy = strategy
+        self._fitting_inputs: tuple | None = None  # the input signature whose trial forward pass worked
 
     def resolved_strategy(self) -> str:
         """As for MAML: vmap for fully connected bodies and on CUDA, the loop for convolutions on a CPU."""
@@ -61,7 +62,10 @@ class ProtoNet(Learner):
         if batch.support_y.is_floating_point():
             raise ValueError("ProtoNet classifies: batch.support_y must hold integer class labels, not floats")
         batch.check_finite()
-        check_inputs(self.model, batch, self.model)
+        # The trial forward pass once per input shape, type and device, not on every training step.
+        signature = (tuple(batch.support_x.shape[2:]), batch.support_x.dtype, batch.support_x.device)
+        check_inputs(self.model, batch, None if signature == self._fitting_inputs else self.model)
+        self._fitting_inputs = signature
         classes = int(batch.support_y.max()) + 1
         counts = torch.stack([torch.bincount(y, minlength=classes) for y in batch.support_y])
         if int(counts.min()) == 0 or int(batch.support_y.min()) < 0:
