@@ -102,9 +102,11 @@ class Partials:
     fingerprint is stale (written with other sizes) and is recomputed, never mixed in.
     """
 
-    def __init__(self, out: Path, fingerprint: dict[str, Any]) -> None:
+    def __init__(self, out: Path, fingerprint: dict[str, Any],
+                 problem: Callable[[dict[str, Any]], str] | None = None) -> None:
         self.folder = out.with_suffix(".partial")
         self.fingerprint = json.loads(json.dumps(fingerprint))  # tuples -> lists, as read back
+        self.problem = problem or part_problem  # why a part cannot be a result ("" when it can)
 
     def path(self, job: str, seed: int) -> Path:
         return self.folder / f"{job}-seed{seed}.json"
@@ -124,7 +126,7 @@ class Partials:
             return None
         if not isinstance(part, dict) or part.get("fingerprint") != self._fingerprint(own):
             return None
-        problem = part_problem(part)
+        problem = self.problem(part)
         if problem:
             raise ValueError(f"{path} has the right fingerprint but {problem}; it is not used. Delete it to "
                              "recompute that part")

@@ -64,6 +64,17 @@ def test_pretrain_reduces_the_loss_on_a_dataset():
     assert len(losses) == 60 and sum(losses[-10:]) < 0.5 * sum(losses[:10])
 
 
+def test_pretrain_callback_sees_every_step_and_the_model_as_trained_so_far():
+    torch.manual_seed(0)
+    model = MLP([2, 16, 3])
+    x, y = blobs()
+    seen = []
+    losses = pretrain(model, TensorDataset(x, y), steps=5, lr=1e-2, batch_size=10, progress=False,
+                      callback=lambda done, so_far: seen.append((done, len(so_far), so_far[-1])))
+    assert [(done, count) for done, count, _ in seen] == [(k, k) for k in range(1, 6)]
+    assert [last for _, _, last in seen] == losses
+
+
 def test_bad_arguments():
     model = MLP([2, 4, 3])
     x, y = blobs()

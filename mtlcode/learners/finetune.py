@@ -62,12 +62,14 @@ def pretrain(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    callback: Callable[[int, list[float]], None] | None = None,
 ) -> list[float]:
     """Ordinary supervised training with Adam on the source data; returns the loss per step.
 
     ``data`` is a ``Dataset`` of ``(x, y)`` pairs or a function ``generator -> (x, y)`` that
     draws one minibatch (handy for synthetic sources such as pooled sinusoid tasks).
-    The model is trained in place.
+    The model is trained in place. ``callback(steps_done, losses)`` runs after every step (as
+    :func:`mtlcode.meta_train`'s does), e.g. to score the model at chosen points of training.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
@@ -89,6 +91,8 @@ def pretrain(
         optimizer.step()
         losses.append(value.item())
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+        if callback is not None:
+            callback(step + 1, losses)
     return losses
 
 

@@ -1,0 +1,411 @@
+"""Omniglot v3, the fair comparison: every method at its best, chosen on validation, against compute.
+
+Protocol v3 of ``benchmarks/README.md`` (declared there before any of its runs), on the two small
+background sets (8 alphabets), split by alphabet into 5 for training, 1 for validation and 2 for
+testing. In short:
+
+* **Episodes as the benchmark asks.** The inner-loop meta-learners (MAML, first-order MAML, ANIL,
+  Meta-SGD, Reptile) train on 5-way episodes with 15 queries per class: 1-shot episodes for the
+  1-shot benchmarks, 5-shot episodes for the 5- and 10-shot ones. ProtoNet trains 20-way (Snell
+  et al., 2017: more ways than the test tasks) with the benchmark's shots. The transfer methods
+  pre-train once on the same training alphabets (``pretrained``: then a fine-tuned head, every
+  weight fine-tuned, or a linear probe; ``baselinepp``: a cosine head, Chen et al., 2019).
+* **The same compute for every training**: ``budget`` CPU-seconds (one thread), turned into
+  iterations with each training's measured cost per iteration (``SECONDS_PER_ITERATION``).
+  Every training is scored at ``CHECKPOINTS`` log-spaced fractions of its iterations, on
+  validation tasks and on test tasks, with the CPU-seconds spent training up to there and the
+  examples seen: the anytime curves. Equal budgets are equal checkpoints.
+* **One tuning rule.** Every training has the same number of configurations (``GRIDS``: two
+  values of its main step size), each trained with seed 0 on split 0 and scored on the
+  validation alphabet; every test-time method has the same number of test-time options
+  (``TEST_OPTIONS``: three values of its steps or step size). A configuration, a checkpoint and
+  an option are chosen by validation accuracy alone; the test tasks never choose anything.
+* **Intervals** over training seeds 0, 1, 2 (split 0 fixed) and over alphabet splits 0, 1, 2
+  (seed 0 fixed), and the comparisons declared in the README, paired on the same test tasks.
+
+Resumable: each training is one part in ``<out>.partial/`` (see ``benchmarks.common.Partials``);
+the parts after the tuning phase need its choice, so the run first finishes the tuning parts.
+
+    python -m benchmarks.fair               # the whole protocol (see --plan for its time)
+    python -m benchmarks.fair --plan        # the parts and their expected seconds
+    python -m benchmarks.fair --quick       # tiny sizes, for the tests
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import mtlcode
+from benchmarks.common import Partials, parser, run_parts, write_result
+from benchmarks.fair_report import plot, report
+from benchmarks.omniglot import digit_benchmarks, fine_tuner, small_splits, tasks
+from mtlcode import ANIL, MAML, MetaSGD, ProtoNet, Reptile
+from mtlcode.learners.base import Learner
+from mtlcode.learners.finetune import CosineHead, pretrain
+from mtlcode.models import Conv4
+from mtlcode.tasks import NWayKShot
+
+META = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet")
+PRETRAININGS = {"pretrained": ("finetune_head", "finetune_all", "finetune_linear_probe"), "baselinepp": ("baselinepp",)}
+TRANSFER = tuple(m for methods in PRETRAININGS.values() for m in methods)
+TRAININGS = (*META, *PRETRAININGS)
+# Two configurations per training. The inner-loop learners: the MAML paper's two Omniglot inner
+# loops (5-way: one step of 0.4; 20-way: five steps of 0.1; Finn et al., 2017), Reptile: three
+# steps of 0.1 or ten of 0.03; the others: Adam's rate. (First-order MAML needs the second: see
+# benchmarks/README.md, "Why v2's first-order MAML did not learn".)
+INNER_LOOPS = [{"inner_lr": 0.4, "inner_steps": 1}, {"inner_lr": 0.1, "inner_steps": 5}]
+GRIDS: dict[str, list[dict[str, float]]] = {
+    **{name: INNER_LOOPS for name in ("maml", "fomaml", "anil", "metasgd")},
+    "reptile": [{"inner_lr": 0.1, "inner_steps": 3}, {"inner_lr": 0.03, "inner_steps": 10}],
+    **{name: [{"lr": 1e-3}, {"lr": 3e-3}] for name in ("protonet", "pretrained", "baselinepp")},
+}
+# Three test-time options per method: for the inner-loop learners 1, 2 and 4 times their training
+# steps; for fine-tuning (steps, step size); the probe is fitted by L-BFGS, its option is the
+# number of iterations. ProtoNet has nothing to choose.
+STEP_MULTIPLES = (1, 2, 4)
+TEST_OPTIONS: dict[str, list[Any]] = {
+    "protonet": [None],
+    "finetune_head": [(100, 0.01), (100, 0.1), (100, 1.0)],
+    "finetune_all": [(20, 0.003), (20, 0.01), (20, 0.1)],
+    "finetune_linear_probe": [(10, 0.0), (30, 0.0), (100, 0.0)],
+    "baselinepp": [(100, 0.01), (100, 0.1), (100, 1.0)],
+}
+FINE_TUNING_MODES = {"finetune_head": "head", "finetune_all": "all", "finetune_linear_probe": "linear_probe",
+                     "baselinepp": "head"}
+# CPU-seconds per training iteration, (training, shots, configuration): one thread, Conv4 with 32
+# channels, meta-batch 4 (ProtoNet: one 20-way episode; pre-training: 64 images); measured here
+# on 2026-12-07, the second configurations while other jobs shared the two cores.
+SECONDS_PER_ITERATION = {
+    ("maml", 1, 0): 0.112, ("maml", 5, 0): 0.211, ("maml", 1, 1): 0.224, ("maml", 5, 1): 0.676,
+    ("fomaml", 1, 0): 0.076, ("fomaml", 5, 0): 0.090, ("fomaml", 1, 1): 0.095, ("fomaml", 5, 1): 0.166,
+    ("anil", 1, 0): 0.076, ("anil", 5, 0): 0.089, ("anil", 1, 1): 0.098, ("anil", 5, 1): 0.158,
+    ("metasgd", 1, 0): 0.111, ("metasgd", 5, 0): 0.220, ("metasgd", 1, 1): 0.211, ("metasgd", 5, 1): 0.677,
+    ("reptile", 1, 0): 0.242, ("reptile", 5, 0): 0.557, ("reptile", 1, 1): 0.716, ("reptile", 5, 1): 1.010,
+    **{("protonet", 1, c): 0.041 for c in (0, 1)}, **{("protonet", 5, c): 0.046 for c in (0, 1)},
+    **{("pretrained", 0, c): 0.014 for c in (0, 1)}, **{("baselinepp", 0, c): 0.016 for c in (0, 1)},
+}
+SHOTS = (1, 5, 10)
+CHECKPOINTS = (1 / 8, 1 / 4, 1 / 2, 1.0)  # fractions of a training's iterations
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Sizes of the v3 run; the defaults fit 2 CPU cores (``--plan``)."""
+
+    image_size: int = 28
+    hidden: int = 32
+    split: tuple[int, int, int] = (5, 1, 2)
+    budget: float = 60.0                    # CPU-seconds of training per part
+    meta_batch: int = 4
+    queries: int = 15                       # per class, inner-loop learners' training episodes
+    protonet_ways: int = 20
+    protonet_queries: int = 5
+    meta_lr: float = 1e-3
+    pretrain_batch: int = 64
+    cosine_scale: float = 10.0
+    val_tasks: int = 20
+    val_queries: int = 5
+    test_tasks: int = 100
+    test_queries: int = 15
+    eval_chunk: int = 25
+    iterations: dict[str, int] = field(default_factory=dict)  # overrides (the tests)
+
+
+QUICK = Protocol(hidden=8, budget=1.0, meta_batch=2, queries=2, protonet_ways=5, protonet_queries=2,
+                 pretrain_batch=16, val_tasks=2, val_queries=2, test_tasks=3, test_queries=2, eval_chunk=3,
+                 iterations={name: 4 for name in TRAININGS})
+
+
+@dataclass(frozen=True)
+class Part:
+    """One training: ``training`` with configuration ``config`` on ``shots``-shot episodes (0: not
+    episodic), seed ``seed``, alphabet split ``split``."""
+
+    training: str
+    config: int
+    shots: int
+    seed: int
+    split: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.training}-c{self.config}-k{self.shots}-split{self.split}"
+
+
+def iterations(protocol: Protocol, part: Part) -> int:
+    if part.training in protocol.iterations:
+        return protocol.iterations[part.training]
+    return max(8, round(protocol.budget / SECONDS_PER_ITERATION[part.training, part.shots, part.config]))
+
+
+def methods_of(training: str) -> tuple[str, ...]:
+    return PRETRAININGS.get(training, (training,))
+
+
+def test_options(method: str, config: int) -> list[Any]:
+    """The test-time options of ``method`` trained with configuration ``config``."""
+    if method in TEST_OPTIONS:
+        return TEST_OPTIONS[method]
+    return [GRIDS[method][config]["inner_steps"] * m for m in STEP_MULTIPLES]
+
+
+def shots_of(part: Part) -> tuple[int, ...]:
+    """The benchmark shots a part is scored on: its episodes' for meta-learners, all for transfer."""
+    return {0: SHOTS, 1: (1,), 5: (5, 10)}[part.shots]
+
+
+# -- building and adapting the models ------------------------------------------------------------
+
+def meta_learner(part: Part, protocol: Protocol) -> Learner:
+    torch.manual_seed(part.seed)
+    model = Conv4(ways=5, hidden=protocol.hidden, image_size=protocol.image_size)
+    config, ce = GRIDS[part.training][part.config], F.cross_entropy
+    if part.training in ("maml", "fomaml"):
+        return MAML(model, config["inner_lr"], loss=ce, inner_steps=config["inner_steps"],
+                    first_order=part.training == "fomaml")
+    if part.training == "anil":
+        return ANIL(model, config["inner_lr"], loss=ce, inner_steps=config["inner_steps"])
+    if part.training == "metasgd":
+        return MetaSGD(model, config["inner_lr"], loss=ce, inner_steps=config["inner_steps"])
+    if part.training == "reptile":
+        return Reptile(model, config["inner_lr"], loss=ce, inner_steps=config["inner_steps"])
+    return ProtoNet(model.body)
+
+
+def episodes(part: Part, protocol: Protocol) -> tuple[int, int, int]:
+    """``(ways, queries per class, meta-batch)`` of ``part``'s training episodes."""
+    if part.training == "protonet":
+        return protocol.protonet_ways, protocol.protonet_queries, 1
+    return 5, protocol.queries, protocol.meta_batch
+
+
+def adapter(method: str, trained: Any, option: Any):
+    """What :func:`mtlcode.evaluate` scores: a learner (with its steps) or a fine-tuning function."""
+    if method in META:
+        return trained, option
+    steps, lr = option
+    return fine_tuner(trained, FINE_TUNING_MODES[method], steps, lr), None
+
+
+def accuracy(method: str, trained: Any, option: Any, batch, protocol: Protocol) -> mtlcode.evaluation.Evaluation:
+    scored, steps = adapter(method, trained, option)
+    chunks = [batch[i:i + protocol.eval_chunk] for i in range(0, len(batch), protocol.eval_chunk)]
+    return mtlcode.evaluate(scored, chunks, steps=steps)
+
+
+# -- one part ------------------------------------------------------------------------------------
+
+class Material:
+    """The split's training data, validation tasks and test benchmarks (seeded by the split alone)."""
+
+    def __init__(self, protocol: Protocol, split: int, root: str | None) -> None:
+        p = protocol
+        splits = small_splits(replace_protocol(p), root, split, download=False)
+        self.train, self.alphabets = splits.train, splits.alphabets
+        self.val = {k: tasks(splits.val, 5, k, p.val_queries, p.val_tasks, 1000 * split + 99 + k) for k in SHOTS}
+        self.test = {f"heldout_5way{k}shot": tasks(splits.test, 5, k, p.test_queries, p.test_tasks,
+                                                    1000 * split + 100 + k) for k in SHOTS}
+        digits = digit_benchmarks(replace_protocol(p), 1000 * split)  # 1- and 5-shot
+        self.test.update({b.name: b.tasks for b in digits})
+
+
+def replace_protocol(protocol: Protocol):
+    """The v2 protocol object that ``benchmarks.omniglot``'s data helpers read (sizes only)."""
+    from benchmarks.omniglot import Protocol as V2
+
+    return replace(V2(), image_size=protocol.image_size, split=protocol.split, test_queries=protocol.test_queries,
+                   test_tasks=protocol.test_tasks)
+
+
+def benchmark_shots(name: str) -> int:
+    return int(name.split("way")[1].removesuffix("shot"))
+
+
+def checkpoint_scores(part: Part, trained: Any, material: Material, protocol: Protocol,
+                      with_test: bool) -> dict[str, Any]:
+    """Validation accuracy of every method and option; test accuracy with the validation's choice."""
+    out = {}
+    for method in methods_of(part.training):
+        for k in shots_of(part):
+            options = test_options(method, part.config)
+            val = {str(option): accuracy(method, trained, option, material.val[k], protocol).mean for option in options}
+            best = max(options, key=lambda o: val[str(o)])
+            entry: dict[str, Any] = {"val_by_option": val, "option": best, "val": val[str(best)]}
+            if with_test:
+                entry["test"] = {name: [round(v, 4) for v in accuracy(method, trained, best, batch, protocol).values]
+                                 for name, batch in material.test.items() if benchmark_shots(name) == k}
+            out[f"{method}/{k}"] = entry
+    return out
+
+
+def run_part(job: tuple[Part, Protocol, str | None, Partials, bool]) -> dict[str, Any]:
+    """Train one part, scoring it at every checkpoint; save and return it."""
+    part, protocol, root, partials, with_test = job
+    torch.set_num_threads(1)
+    material = Material(protocol, part.split, root)
+    total = iterations(protocol, part)
+    marks = sorted({max(1, round(total * f)) for f in CHECKPOINTS})
+    curve: list[dict[str, Any]] = []
+    clock = {"start": time.process_time(), "scoring": 0.0}
+
+    def score_at(step: int, trained: Any, examples_per_step: int) -> None:
+        if step not in marks:
+            return
+        began = time.process_time()
+        trained_cpu = began - clock["start"] - clock["scoring"]
+        module = trained.model if isinstance(trained, Learner) else trained
+        was_training = module.training  # scoring must not change how training goes on
+        scores = checkpoint_scores(part, trained, material, protocol, with_test)
+        module.train(was_training)
+        curve.append({"step": step, "cpu_seconds": round(trained_cpu, 2), "examples": step * examples_per_step,
+                      "scores": scores})
+        clock["scoring"] += time.process_time() - began
+
+    if part.training in PRETRAININGS:
+        losses = _pretrain(part, protocol, material, total, score_at)
+        final = {"final_train_loss": sum(losses[-50:]) / len(losses[-50:])}
+    else:
+        learner = meta_learner(part, protocol)
+        ways, queries, meta_batch = episodes(part, protocol)
+        sampler = NWayKShot(material.train, ways, part.shots, queries)
+        history = mtlcode.meta_train(
+            learner, lambda g: sampler.sample(meta_batch, generator=g), total, GRIDS[part.training][part.config].get(
+                "lr", protocol.meta_lr), seed=part.seed, progress=False,
+            callback=lambda step, _: score_at(step, learner, meta_batch * ways * (part.shots + queries)))
+        last = history["metric"][-50:]
+        final = {"final_train_accuracy": sum(last) / len(last)}
+    result = {"part": asdict(part), "iterations": total, "curve": curve, **final, "alphabets": material.alphabets,
+              "scoring_cpu_seconds": round(clock["scoring"], 1)}
+    partials.save(part.name, part.seed, result, own={"iterations": total})
+    return result
+
+
+def _pretrain(part: Part, protocol: Protocol, material: Material, total: int, score_at) -> list[float]:
+    classes = int(material.train.targets.max()) + 1
+    torch.manual_seed(part.seed)
+    model = Conv4(ways=classes, hidden=protocol.hidden, image_size=protocol.image_size)
+    if part.training == "baselinepp":
+        model.head = CosineHead(model.feature_dim, classes, protocol.cosine_scale)
+    # Fine-tuning sees the model in training mode, as in v2 (batch statistics of the task's images).
+    return pretrain(model, material.train, total, GRIDS[part.training][part.config]["lr"], protocol.pretrain_batch,
+                    generator=torch.Generator().manual_seed(part.seed), progress=False,
+                    callback=lambda step, _: score_at(step, model, protocol.pretrain_batch))
+
+
+def curve_problem(part: dict[str, Any]) -> str:
+    """Why a saved part cannot be a result ("" when it can): its curve must hold accuracies in [0, 1]."""
+    curve = part.get("curve")
+    if not isinstance(curve, list) or not curve:
+        return "no curve (a part always has one)"
+    for point in curve:
+        scores = point.get("scores") if isinstance(point, dict) else None
+        if not isinstance(scores, dict) or not scores:
+            return f"a checkpoint without scores: {str(point)[:80]}"
+        for key, entry in scores.items():
+            numbers = [entry.get("val"), *entry.get("val_by_option", {}).values(),
+                       *(v for values in entry.get("test", {}).values() for v in values)]
+            if not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in numbers):
+                return f"an accuracy outside [0, 1] ({key}, step {point.get('step')})"
+    return ""
+
+
+# -- the plan: tuning first, then the chosen configurations --------------------------------------
+
+def tuning_parts() -> list[Part]:
+    """Every configuration, seed 0, split 0 (meta-learners on 1-shot episodes)."""
+    return [Part(t, c, 0 if t in PRETRAININGS else 1, 0, 0) for t in TRAININGS for c in range(len(GRIDS[t]))]
+
+
+def chosen_config(training: str, tuned: list[dict[str, Any]]) -> int:
+    """The configuration with the best validation accuracy on 1-shot tasks (any checkpoint, option,
+    and, for a pre-training, any of its fine-tuning methods); the first on ties."""
+    def best(result: dict[str, Any]) -> float:
+        return max(entry["val"] for point in result["curve"] for key, entry in point["scores"].items()
+                   if key.endswith("/1"))
+    mine = [r for r in tuned if r["part"]["training"] == training]
+    return max(mine, key=lambda r: (best(r), -r["part"]["config"]))["part"]["config"]
+
+
+def final_parts(choice: dict[str, int], seeds: tuple[int, ...], splits: tuple[int, ...]) -> list[Part]:
+    """The chosen configurations with every seed on split 0, and seed 0 on every split."""
+    cells = [(seed, 0) for seed in seeds] + [(0, split) for split in splits if split != 0]
+    parts = []
+    for t in TRAININGS:
+        for shots in ((0,) if t in PRETRAININGS else (1, 5)):
+            parts += [Part(t, choice[t], shots, seed, split) for seed, split in cells]
+    return parts
+
+
+def expected_seconds(part: Part, protocol: Protocol) -> float:
+    """Training plus scoring (scoring measured at about the training budget again for transfer)."""
+    scoring = {0: 2.0, 1: 0.4, 5: 0.6}[part.shots] * protocol.budget
+    return protocol.budget + scoring
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    p = parser(__doc__.splitlines()[0], "omniglot_v3.json")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
+    p.add_argument("--plan", action="store_true", help="print the parts and their expected time, then exit")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds on split 0")
+    p.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2], help="alphabet splits (seed 0)")
+    p.add_argument("--tuning-only", action="store_true", help="stop after the tuning parts")
+    p.add_argument("--root", default=None, help="Omniglot folder (default: $MTLCODE_DATA, then the user cache)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    args = p.parse_args(argv)
+    if any(s < 0 for s in [*args.seeds, *args.splits]) or 0 not in args.seeds or 0 not in args.splits:
+        p.error("--seeds and --splits must be non-negative and include 0 (the tuning parts use seed 0, split 0)")
+    if args.workers < 1:
+        p.error(f"--workers must be at least 1, got {args.workers}")
+    started = time.perf_counter()
+    protocol = QUICK if args.quick else Protocol()
+    # A part's numbers depend on the protocol, the grids and options, and its own iterations.
+    partials = Partials(args.out, {"protocol": asdict(protocol), "version": "v3", "grids": GRIDS,
+                                   "test_options": TEST_OPTIONS, "step_multiples": STEP_MULTIPLES,
+                                   "checkpoints": CHECKPOINTS}, problem=curve_problem)
+    if args.plan:
+        print(plan(protocol, args))
+        return None
+    small_splits(replace_protocol(protocol), args.root, 0, download=True)  # fetch once, before workers
+
+    def run(parts: list[Part], with_test: bool) -> list[dict[str, Any]]:
+        todo = [q for q in parts if partials.load(q.name, q.seed, own=own(q)) is None]
+        todo.sort(key=lambda q: expected_seconds(q, protocol), reverse=True)
+        jobs = [(q, protocol, args.root, partials, with_test) for q in todo]
+        run_parts(run_part, jobs, args.workers, progress=not args.no_progress, desc="v3 parts")
+        return [partials.load(q.name, q.seed, own=own(q)) for q in parts]
+
+    def own(part: Part) -> dict[str, int]:
+        return {"iterations": iterations(protocol, part)}
+
+    tuned = run(tuning_parts(), with_test=True)
+    choice = {t: chosen_config(t, tuned) for t in TRAININGS}
+    if args.tuning_only:
+        print("chosen on validation:", choice)
+        return None
+    finals = run(final_parts(choice, tuple(args.seeds), tuple(args.splits)), with_test=True)
+    result = report(finals, tuned, choice, protocol=asdict(protocol), grids=GRIDS, test_options=TEST_OPTIONS,
+                    seeds=args.seeds, splits=args.splits)
+    written = write_result(args.out, result.pop("rows"), started, None, torch.device("cpu"), 0, "benchmarks.fair",
+                           argv, **result)
+    plot(written, args.out.with_suffix(".png"))
+    if not args.no_progress:
+        print(f"wrote {args.out}")
+    return written
+
+
+def plan(protocol: Protocol, args: Any) -> str:
+    parts = tuning_parts() + final_parts({t: 0 for t in TRAININGS}, tuple(args.seeds), tuple(args.splits))
+    unique = {(q.name, q.seed): q for q in parts}.values()
+    seconds = sum(expected_seconds(q, protocol) for q in unique)
+    return (f"{len(unique)} parts (at most; the tuning choice can reuse one per training), about "
+            f"{seconds / 60:.0f} CPU-minutes, {seconds / 60 / args.workers:.0f} min on {args.workers} worker(s)")
+
+
+if __name__ == "__main__":
+    main()
