@@ -112,7 +112,7 @@ class Protocol:
     val_tasks: int = 20
     val_queries: int = 5
     test_tasks: int = 100
-    test_queries: int = 15
+    test_queries: int = 10                  # Omniglot has 20 drawings per character: 10 shots + 10
     eval_chunk: int = 25
     iterations: dict[str, int] = field(default_factory=dict)  # overrides (the tests)
 
@@ -215,6 +215,17 @@ class Material:
         self.test.update({b.name: b.tasks for b in digits})
 
 
+_MATERIAL: dict[tuple[str, int, str | None], Material] = {}
+
+
+def material_of(protocol: Protocol, split: int, root: str | None) -> Material:
+    """The split's material, built once per process (its parts share it; it is seeded by the split)."""
+    key = (repr(protocol), split, root)
+    if key not in _MATERIAL:
+        _MATERIAL[key] = Material(protocol, split, root)
+    return _MATERIAL[key]
+
+
 def replace_protocol(protocol: Protocol):
     """The v2 protocol object that ``benchmarks.omniglot``'s data helpers read (sizes only)."""
     from benchmarks.omniglot import Protocol as V2
@@ -248,7 +259,7 @@ def run_part(job: tuple[Part, Protocol, str | None, Partials, bool]) -> dict[str
     """Train one part, scoring it at every checkpoint; save and return it."""
     part, protocol, root, partials, with_test = job
     torch.set_num_threads(1)
-    material = Material(protocol, part.split, root)
+    material = material_of(protocol, part.split, root)
     total = iterations(protocol, part)
     marks = sorted({max(1, round(total * f)) for f in CHECKPOINTS})
     curve: list[dict[str, Any]] = []

@@ -177,24 +177,12 @@ def report(finals: list[dict[str, Any]], tuned: list[dict[str, Any]], choice: di
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Test accuracy against training CPU-minutes, one panel per held-out benchmark, mean over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Test accuracy against training CPU-minutes on the held-out benchmarks
+    (:func:`mtlcode.book.plots.anytime_curves`), saved to ``path``."""
     import matplotlib.pyplot as plt
 
-    names = [b for b in BENCHMARKS if b.startswith("heldout")]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), sharey=True)
-    for ax, benchmark in zip(axes, names):
-        for curve in (c for c in result["anytime"] if c["benchmark"] == benchmark):
-            style = "-" if curve["method"] in META else "--"
-            ax.plot([p["cpu_seconds"] / 60 for p in curve["points"]], [p["test"] for p in curve["points"]],
-                    style, marker="o", ms=3, label=curve["method"])
-        ax.set_xscale("log")
-        ax.set_title(benchmark.replace("heldout_", "held-out "))
-        ax.set_xlabel("training CPU-minutes (one thread)")
-    axes[0].set_ylabel("test accuracy (mean over seeds)")
-    axes[-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    from mtlcode.book.plots import anytime_curves
+
+    fig = anytime_curves(result, [b for b in BENCHMARKS if b.startswith("heldout")])
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -194,3 +195,36 @@ def _score_panel(ax: Axes, rows: list[dict[str, Any]], published: list[dict[str,
         ax.text(x, level, row["method"].replace("_", " "), fontsize=7, ha=side, va="bottom")
     ax.set_ylim(0, 1)
     ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+
+
+def anytime_curves(result: dict[str, Any], benchmarks: Sequence[str], width: float = 4.2,
+                   height: float = 3.6) -> Figure:
+    """Test accuracy against training CPU-minutes, one panel per benchmark, of a v3 result file
+    (``benchmarks/results/omniglot_v3.json``, its ``anytime`` curves).
+
+    Each point is a checkpoint of training: the mean over training seeds of the CPU-minutes spent
+    up to there and of the test accuracy with the test-time option chosen on validation tasks at
+    that checkpoint. Meta-learners are solid lines, transfer methods dashed; every method had the
+    same budget, so points at the same height of the x-axis compare equal compute.
+    """
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(width * len(benchmarks), height), sharey=True,
+                             squeeze=False)
+    for ax, benchmark in zip(axes[0], benchmarks):
+        curves = [c for c in result["anytime"] if c["benchmark"] == benchmark]
+        if not curves:
+            raise ValueError(f"no anytime curve for benchmark {benchmark!r} in this result")
+        for curve in curves:
+            transfer = curve["method"] in _TRANSFER_METHODS
+            ax.plot([p["cpu_seconds"] / 60 for p in curve["points"]], [p["test"] for p in curve["points"]],
+                    "--" if transfer else "-", marker="s" if transfer else "o", ms=3, label=curve["method"])
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
+        ax.set_title(benchmark, fontsize=10)
+        ax.set_xlabel("training CPU-minutes (one thread)", fontsize=8)
+    axes[0, 0].set_ylabel("test accuracy, mean over seeds", fontsize=8)
+    axes[0, -1].legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+_TRANSFER_METHODS = ("finetune_head", "finetune_all", "finetune_linear_probe", "baselinepp")
