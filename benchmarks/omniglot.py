@@ -36,7 +36,8 @@ longer, scored on ``lake20`` and the digits only (it has seen the held-out alpha
 Reported per method and benchmark: the per-seed scores with their intervals over test tasks
 (``per_seed``, ``per_seed_ci95``), and their mean over seeds with a 95% t-interval over seeds
 (``mean``, ``ci95``; ``"interval": "t"``). ``comparisons`` pairs the best meta-learner with the
-best transfer method of each benchmark on the same test tasks: the mean paired difference per
+best transfer method of each benchmark on the same test tasks (the best picked by test means,
+which flatters it: v3, ``benchmarks/fair.py``, picks on validation instead): the mean paired difference per
 seed (with its t-interval over tasks) and over seeds. ``lake20_marks`` gives each method's
 distance to the published marks (Siamese ConvNet 8.0%, deep ConvNet 13.5%, people 4.5%).
 
