@@ -353,16 +353,6 @@ def test_the_chinese_instructor_page_runs_from_a_clone():
                    resources={"metadata": {"path": str(folder)}}).execute()
 
 
-def test_one_chinese_term_for_an_episode_of_few_shot_training():
-    """情景 is a few-shot episode (a sampled training task); 回合 is reinforcement learning's episode,
-    which only the meta-RL section of chapter 6 and its glossary entry speak of."""
-    for path in sorted((ROOT / "translations" / "zh").rglob("*.md")):
-        text = path.read_text(encoding="utf-8")
-        if path.name not in ("06_applications.md", "glossary.md"):
-            assert "回合" not in text, f"{path.relative_to(ROOT)}: a few-shot episode is 情景, not 回合"
-        assert "回合（episode）上训练" not in text and "个回合，每个回合是一个" not in text, path
-
-
 def test_no_stray_space_around_a_chinese_term():
     """Chinese sets no space between characters: "写成{term}`闭式解 <...>`", not "写成 {term}`闭式解 <...>`"."""
     cjk = r"[\u3400-\u9fff\u3000-\u303f\uff00-\uffef]"
