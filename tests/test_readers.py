@@ -100,7 +100,7 @@ def test_directives_become_quotes_and_collapsed_details():
     text = ("````{admonition} Algorithm 1: MAML\n:class: note\n\n```text\nrepeat\n```\n````\n\n"
             "```{dropdown} Solution\nThe graph is kept, {cite:p}`finn2017maml`.\n```\n\n$$\nx = 1\n$$ (eq-z)")
     assert convert(text, page) == (
-        "> **Algorithm 1: MAML**\n>\n>\n> ```text\n> repeat\n> ```\n\n<details>\n<summary>Solution</summary>\n\n"
+        "> **Algorithm 1: MAML**\n>\n> ```text\n> repeat\n> ```\n\n<details>\n<summary>Solution</summary>\n\n"
         "The graph is kept, (Finn et al., 2017).\n\n</details>\n\n$$\nx = 1\n\\tag{4.1}$$")
 
 
@@ -155,3 +155,16 @@ def test_the_instructor_page_reads_the_exercises_of_every_edition():
         assert {k: v[0] for k, v in found.items()} == {k: v[0] for k, v in english.items()}, folder
         numbers = {k: [(n, f, c) for n, _, f, c in v[1]] for k, v in found.items()}
         assert numbers == {k: [(n, f, c) for n, _, f, c in v[1]] for k, v in english.items()}, folder
+
+
+@pytest.mark.parametrize("folder", ["book", "zh/book", "readers/en/book", "readers/zh/book"])
+def test_the_instructor_pages_nbgrader_export_reads_every_edition(folder, tmp_path):
+    """The instructor page exports the chapters next to it for nbgrader; it once stopped with
+    "no '## Exercises' section" on the Chinese chapters, and would on the numbered headings of the
+    reader notebooks ("## 3.6. Exercises")."""
+    from mtlcode.course.nbgrader_export import write_nbgrader_course
+
+    assignments = write_nbgrader_course(tmp_path, ROOT / folder, exercises_only=True)
+    assert [p.parent.name for p in assignments] == [p.stem for p in sorted((ROOT / "book").glob("0*.ipynb"))
+                                                    if any("solution" in c.get("metadata", {}).get("tags", [])
+                                                           for c in read_notebook(p)["cells"])]

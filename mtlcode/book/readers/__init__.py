@@ -46,9 +46,9 @@ LANGUAGES: dict[str, Words] = {
                    "rounding depends on the machine).",
         solution_title="Solution", figure_code="Code of Figure {number}", output_code="Code of the output below",
         hidden_code="Helper code and checks of the text",
-        generated="This is a chapter of *Learning to Learn: Meta-Learning and Transfer Learning* as a "
-                  "plain notebook, generated from the book's source (`{page}`). Cells the book hides "
-                  "are collapsed: click one to see its code."),
+        generated="This notebook is a page of the book *Learning to Learn: Meta-Learning and Transfer "
+                  "Learning*, written out for Jupyter and Colab from its source (`{page}`). Cells the book "
+                  "hides are collapsed: click one to see its code."),
     "zh": Words(
         figure="图 {number}", caption="**图 {number}**　", space="",
         section="第 {number} 节“{title}”", equation="({number})", and_=" 和 ",
@@ -59,8 +59,8 @@ LANGUAGES: dict[str, Words] = {
                    "可能略有不同（训练是随机的，舍入误差也因机器而异）。",
         solution_title="解答", figure_code="图 {number} 的代码", output_code="下方输出的代码",
         hidden_code="辅助代码与正文论断的检查",
-        generated="这是《学会学习：元学习与迁移学习》的一章，以普通笔记本的形式呈现，由本书的源文件"
-                  "（`{page}`）生成。书中隐藏的代码单元在这里是折叠的：点击即可查看代码。"),
+        generated="本笔记本是《学会学习：元学习与迁移学习》的一页，由本书的源文件（`{page}`）生成，"
+                  "供 Jupyter 和 Colab 阅读。书中隐藏的代码单元在这里是折叠的：点击即可查看代码。"),
 }
 
 

@@ -163,6 +163,10 @@ def _directive(name: str, argument: str, body: list[str], page: Page, convert_li
     while body and re.match(r"^:[\w-]+:", body[0]):
         body = body[1:]
     inner = convert_lines(body)
+    while inner and not inner[0].strip():
+        inner = inner[1:]
+    while inner and not inner[-1].strip():
+        inner = inner[:-1]
     title = convert_roles(argument, page).strip()
     if name == "dropdown":
         return ["<details>", f"<summary>{title}</summary>", ""] + inner + ["", "</details>"]
