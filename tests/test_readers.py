@@ -73,6 +73,15 @@ def test_reader_notebooks_run_the_books_code_with_hidden_cells_collapsed(languag
                 assert cell["outputs"] == [] and cell["execution_count"] is None, f"{path}: outputs left in"
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_note_at_the_top_says_where_the_bold_numbers_come_from(language):
+    note = readers.LANGUAGES[language].glued_note
+    for path in committed(language):
+        cells = read_notebook(path)["cells"]
+        assert cells[1]["id"] == "reader-about" and note in cell_source(cells[1]), path
+        assert f"book/{path.name}" in cell_source(cells[1]), path
+
+
 def _page(glued: dict[str, str] | None = None) -> Page:
     index = Index(targets={"fig-x": Target("figure", "5.3", "", "book/05_p.ipynb"),
                            "sec-y": Target("section", "5.2", "Intervals", "book/05_p.ipynb"),

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtlcode.book.notebooks import code_fingerprint, read_notebook
+from mtlcode.book.notebooks import cell_source, code_fingerprint, read_notebook
 from mtlcode.book.readers.index import ReaderError
 
 
@@ -84,6 +84,9 @@ def record(root: Path, pages: list[str], executed: Path | None = None) -> list[P
         values = execute_page(root, page) if executed is None else _from_build(executed, page)
         if values is None:
             raise ReaderError(f"{executed} holds no run of {page}: build the book first (make book)")
+        if not values and "glue(" in "".join(cell_source(c) for c in read_notebook(root / page)["cells"]):
+            raise ReaderError(f"the run of {page} glued nothing that was recorded: myst-nb (the book's tools, "
+                              "pip install -e '.[book]') must be installed where it runs")
         path = values_file(root, page)
         path.parent.mkdir(parents=True, exist_ok=True)
         record_ = {"page": page, "code": code_fingerprint(read_notebook(root / page)),
