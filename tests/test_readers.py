@@ -100,7 +100,7 @@ def test_roles_become_words_and_numbers():
             "{doc}`04_m` and {term}`MAML <Model-Agnostic Meta-Learning, MAML (模型无关的元学习)>`.")
     assert convert(text, page) == (
         "## 5.1. Intervals\n\nMSE <b>0.12</b> as Finn et al. (2017) found (Finn et al., 2017; Nichol et al., "
-        "2018); see Figure 5.3, Section 5.2, *Intervals*, (4.1), [The maths](04_m.ipynb) and MAML.")
+        "2018); see Figure 5.3, Section 5.2, *Intervals*, [(4.1)](04_m.ipynb), [The maths](04_m.ipynb) and MAML.")
     assert page.cited == ["finn2017maml", "nichol2018reptile"]
 
 

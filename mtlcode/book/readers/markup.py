@@ -23,6 +23,7 @@ from mtlcode.book.readers.index import (
     ReaderError,
     Reference,
     SectionNumbers,
+    Target,
     doc_target,
 )
 
@@ -116,16 +117,23 @@ def _explicit(content: str) -> tuple[str | None, str]:
     return (match.group(1), match.group(2).strip()) if match else (None, content.strip())
 
 
+def _link(text: str, target: Target, page: Page) -> str:
+    """``text`` as a link to the reader notebook that holds ``target`` when that is another one
+    (they all sit in one folder); on its own page, the text alone."""
+    if target.page == page.page or not target.page.endswith(".ipynb"):
+        return text
+    return f"[{text}]({target.page.rsplit('/', 1)[-1]})"
+
+
 def _reference(role: str, content: str, page: Page) -> str:
     text, label = _explicit(content)
     if role == "doc":
         target = doc_target(page.index, label, page.page)
-        if target.page.endswith(".ipynb"):  # its reader notebook sits in the same folder
-            return f"[{text or target.title}]({target.page.rsplit('/', 1)[-1]})"
-        return f"*{text or target.title}*"
+        title = text or target.title
+        return _link(title, target, page) if target.page.endswith(".ipynb") else f"*{title}*"
     target = page.index.get(label, page.page)
     if role == "eq":
-        return page.words.equation.format(number=target.number)
+        return _link(page.words.equation.format(number=target.number), target, page)
     if target.kind == "figure":
         default = page.words.figure
     elif target.kind == "equation":
@@ -133,10 +141,12 @@ def _reference(role: str, content: str, page: Page) -> str:
     else:
         default = page.words.section if target.number else "*{title}*"
     if text is None:
-        return default.format(number=target.number, title=target.title)
-    if role == "numref":  # {numref}`Figure %s <label>`
-        return text.replace("%s", target.number).replace("{number}", target.number)
-    return text  # {ref}`words <label>`(number=target.number, title=target.title)
+        words = default.format(number=target.number, title=target.title)
+    elif role == "numref":  # {numref}`Figure %s <label>`
+        words = text.replace("%s", target.number).replace("{number}", target.number)
+    else:  # {ref}`words <label>`
+        words = text
+    return _link(words, target, page)
 
 
 def convert_roles(text: str, page: Page) -> str:
