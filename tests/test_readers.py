@@ -177,3 +177,17 @@ def test_the_instructor_pages_nbgrader_export_reads_every_edition(folder, tmp_pa
     assert [p.parent.name for p in assignments] == [p.stem for p in sorted((ROOT / "book").glob("0*.ipynb"))
                                                     if any("solution" in c.get("metadata", {}).get("tags", [])
                                                            for c in read_notebook(p)["cells"])]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_student_edition_of_the_reader_notebooks_still_strips_the_solutions(language, tmp_path):
+    from mtlcode.course.editions import write_student_edition
+
+    written = write_student_edition(tmp_path, book=ROOT / "readers" / language / "book")
+    assert written
+    for path in written:
+        notebook = read_notebook(path)
+        markdown = "\n".join(cell_source(c) for c in notebook["cells"] if c["cell_type"] == "markdown")
+        assert "<details>" not in markdown, f"{path.name}: a solution left in the student edition"
+        stubs = [cell_source(c) for c in notebook["cells"] if "solution" in c.get("metadata", {}).get("tags", [])]
+        assert all("NotImplementedError" in stub for stub in stubs), path.name
