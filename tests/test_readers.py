@@ -191,3 +191,28 @@ def test_a_student_edition_of_the_reader_notebooks_still_strips_the_solutions(la
         assert "<details>" not in markdown, f"{path.name}: a solution left in the student edition"
         stubs = [cell_source(c) for c in notebook["cells"] if "solution" in c.get("metadata", {}).get("tags", [])]
         assert all("NotImplementedError" in stub for stub in stubs), path.name
+
+
+def test_check_names_a_stale_notebook_and_values_of_older_code(tmp_path):
+    import shutil
+
+    for name in ("_toc.yml", "_config.yml"):
+        shutil.copy2(ROOT / name, tmp_path / name)
+    for name in ("book", "translations", "readers"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    assert readers.check(["en"], tmp_path) == []
+    stale = tmp_path / "readers" / "en" / "book" / "01_background.ipynb"
+    stale.write_text(stale.read_text(encoding="utf-8").replace("Background", "Backdrop", 1), encoding="utf-8")
+    (tmp_path / "readers" / "en" / "book" / "02_concepts.ipynb").unlink()
+    chapter = tmp_path / "book" / "07_tools.ipynb"
+    notebook = json.loads(chapter.read_text(encoding="utf-8"))
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"][-1]
+    code["source"] = cell_source(code) + "\n# changed"
+    chapter.write_text(json.dumps(notebook), encoding="utf-8")
+    problems = readers.check(["en"], tmp_path)
+    assert "readers/en/book/01_background.ipynb: stale" in problems
+    assert "readers/en/book/02_concepts.ipynb: missing" in problems
+    assert any(p.startswith("book/07_tools.ipynb: its code changed") for p in problems), problems
+    from mtlcode.book.readers.__main__ import main
+
+    assert main(["--check", "--lang", "en"]) == 0  # the repository's own are current
