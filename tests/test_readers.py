@@ -46,6 +46,16 @@ def test_every_book_notebook_has_a_reader_notebook(language):
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
+def test_reader_notebooks_are_valid_notebooks(language):
+    import nbformat
+
+    for path in committed(language):
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)  # cell ids unique and well formed, among the rest
+        assert notebook.metadata[readers.READER_KEY] == {"from": f"book/{path.name}", "language": language}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
 def test_reader_notebooks_hold_no_myst_markup(language):
     found = []
     for path in committed(language):
