@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command (``argv``, default: the process's arguments); the exit status."""
-    from mtlcode.book.translation.english import ROOT, book_pages
+    from mtlcode.book.translation.english import ROOT, TranslationError, book_pages
 
     args = _parser().parse_args(argv)
     languages = list(readers.LANGUAGES) if args.lang == "all" else [args.lang]
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in readers.write(languages, ROOT):
             print(path.relative_to(ROOT))
         return 0
-    except ReaderError as error:
+    except (ReaderError, TranslationError) as error:  # a translation missing: the Chinese pages cannot be written
         print(error, file=sys.stderr)
         return 1
 
