@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (each creates .venv on first use, then reuses it):
 #   make book   build the executable book, English into _build/html and Chinese into
-#               _build/html/zh (the main job)
+#               _build/html/zh (the main job), and rewrite the reader notebooks readers/<lang>/book/
 #   make test   run every test: unit and end-to-end tests, the notebooks where readers run them,
 #               the warning-free book build (it runs every notebook), and the browser test of the
 #               built pages of both editions (needs chromium, chromedriver and a CJK font)
@@ -18,7 +18,7 @@ export OMP_NUM_THREADS ?= 1
 # error (mtlcode.book.claim). A reader's own run (Colab, `make lab`) shows a note instead.
 export MTLCODE_STRICT_CLAIMS ?= 1
 
-.PHONY: setup test unit e2e notebooks readers book book-zh site demo lab lint clean
+.PHONY: setup test unit e2e notebooks readers reader-notebooks book book-zh site demo lab lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,19 +54,26 @@ readers: setup
 site: setup
 	@$(call timed,site,$(BIN)/python -m pytest -p no:cacheprovider tests_site)
 
-# JupyterLab on the book's notebooks; its kernel is the project's environment. Extra options go
-# in LAB_ARGS, e.g. `make lab LAB_ARGS="--no-browser --port 8890"`.
+# JupyterLab on the reader notebooks (readers/en/book, readers/zh/book); its kernel is the
+# project's environment. Extra options go in LAB_ARGS, e.g. `make lab LAB_ARGS="--no-browser --port 8890"`.
 lab: setup
-	MTLCODE_STRICT_CLAIMS=0 $(BIN)/jupyter lab --notebook-dir=book $(LAB_ARGS)
+	MTLCODE_STRICT_CLAIMS=0 $(BIN)/jupyter lab --notebook-dir=readers $(LAB_ARGS)
 
 demo: setup
 	$(BIN)/python -m mtlcode.demo
 
 # English first (it runs every notebook), then the Chinese edition from the same notebooks and
-# the English run's outputs (mtlcode.book.translation): nothing runs twice.
+# the English run's outputs (mtlcode.book.translation): nothing runs twice. The reader notebooks
+# are then rewritten with the values of this run.
 book: setup
 	@$(call timed,book (English),$(BIN)/jupyter-book build --warningiserror --keep-going .)
 	@$(call timed,book (Chinese),$(MAKE) book-zh)
+	@$(call timed,reader notebooks,$(MAKE) reader-notebooks)
+
+# The reader notebooks readers/<lang>/book/*.ipynb (what Colab and `make lab` open), with the glued
+# values of the English build's run recorded in readers/glued/ (mtlcode.book.readers).
+reader-notebooks: setup
+	$(BIN)/python -m mtlcode.book.readers --record _build/jupyter_execute
 
 book-zh: setup
 	$(BIN)/python -m mtlcode.book.translation source zh _build/zh

@@ -40,6 +40,14 @@ def test_repository_configured_once_for_launch_buttons():
     assert CONFIG["html"]["use_download_button"] is True
 
 
+def test_the_launch_buttons_open_the_reader_notebooks():
+    """Colab opens path_to_book/<page>.ipynb: the reader notebook of every notebook page."""
+    folder = ROOT / CONFIG["repository"]["path_to_book"]
+    assert folder == ROOT / "readers" / "en"
+    missing = [str(path.relative_to(ROOT)) for path in CHAPTERS if not (folder / path.relative_to(ROOT)).is_file()]
+    assert not missing, f"no reader notebook for {missing}: run python -m mtlcode.book.readers"
+
+
 def prose_lines(markdown: str) -> list[str]:
     """The lines of a markdown cell outside fenced code blocks (where '# ' is a comment)."""
     lines, fence = [], None

@@ -144,7 +144,7 @@ def test_a_complete_translation_passes_and_builds_the_sources(project, tmp_path)
     page = (out / "book" / "page.md").read_text()
     assert "中文：# A page" in page and "```python\nx = 1\n\ny = 2\n```" in page
     config = yaml.safe_load((out / "_config.yml").read_text())
-    assert config["repository"]["path_to_book"] == "zh"
+    assert config["repository"]["path_to_book"] == "readers/zh"
     assert config["execute"] == {"stderr_output": "remove-warn", "execute_notebooks": "off"}
     assert "中文Chapters" in (out / "_toc.yml").read_text()
 

@@ -24,7 +24,7 @@ import nbformat
 from tornado.websocket import websocket_connect
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTER = "01_background.ipynb"
+CHAPTER = "en/book/01_background.ipynb"  # `make lab` serves readers/: the reader notebooks
 START_SECONDS = 180
 CELL_SECONDS = 600
 
@@ -113,7 +113,7 @@ def test_make_lab_starts_jupyterlab_and_runs_a_chapter(tmp_path):
                                {"path": CHAPTER, "type": "notebook", "name": CHAPTER, "kernel": {"name": "python3"}})
         assert status == 201, body
         kernel = json.loads(body)["kernel"]["id"]
-        cells = [c for c in nbformat.read(ROOT / "book" / CHAPTER, as_version=4).cells if c.cell_type == "code"]
+        cells = [c for c in nbformat.read(ROOT / "readers" / CHAPTER, as_version=4).cells if c.cell_type == "code"]
         url = f"ws://127.0.0.1:{port}/api/kernels/{kernel}/channels?token={token}"
         replies = asyncio.run(run_cells(url, [c.source for c in cells]))
         failed = [r for r in replies if r["status"] != "ok"]

@@ -110,9 +110,11 @@ def test_every_chapter_has_a_colab_launch_button_and_download(site, browser):
             continue
         browser.get(f"{site}/{page}.html")
         html = browser.page_source
-        # Colab opens the notebook of the page's own edition: zh/book/NN.ipynb for the Chinese one.
-        assert re.search(rf"colab\.research\.google\.com/github/[^\"]*/blob/[^/\"]+/{re.escape(page)}\.ipynb",
-                         html), f"{page}: no Colab launch button for {page}.ipynb"
+        # Colab opens the reader notebook of the page's own edition: readers/en/book/NN.ipynb, and
+        # readers/zh/book/NN.ipynb for the Chinese one (python -m mtlcode.book.readers writes them).
+        reader = f"readers/{page}" if page.startswith("zh/") else f"readers/en/{page}"
+        assert re.search(rf"colab\.research\.google\.com/github/[^\"]*/blob/[^/\"]+/{re.escape(reader)}\.ipynb",
+                         html), f"{page}: no Colab launch button for {reader}.ipynb"
         assert Path(page).name + ".ipynb" in html, f"{page}: no .ipynb download link"
 
 

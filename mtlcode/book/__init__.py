@@ -16,7 +16,8 @@ JSON line (``python -m benchmarks.claims`` sweeps the chapters over training see
 
 The book's other tools are its submodules, loaded when first used: ``plots`` (the figures),
 ``results`` (the benchmark results the chapters quote), ``notebooks`` (reading the chapters),
-``translation`` and ``language_switch`` (the Chinese edition).
+``translation`` and ``language_switch`` (the Chinese edition), ``readers`` (the reader notebooks
+Colab and Jupyter open, with the glued values of the book's run written into their prose).
 
 Importing this module also asks a Jupyter kernel for figures at twice the resolution (PNG
 "retina"), so that they stay sharp when a reader zooms in, in the book and on Colab alike.
@@ -150,4 +151,4 @@ def crisp_figures() -> bool:
 crisp_figures()
 
 
-__getattr__ = lazy_submodules(__name__, ("language_switch", "notebooks", "plots", "results", "translation"))
+__getattr__ = lazy_submodules(__name__, ("language_switch", "notebooks", "plots", "readers", "results", "translation"))

@@ -123,12 +123,20 @@ def code_fingerprint(notebook: Any) -> str:
     """16 hex digits of the SHA-256 of a notebook's code cells: what decides what its run computes.
 
     ``benchmarks/claims.py`` labels each chapter's sweep with it, so a sweep of older code is
-    recognised as such (the prose, which does not run, is left out).
+    recognised as such (the prose, which does not run, is left out). A Colab form title
+    (``#@title ...`` as the first line, which the reader notebooks add) is a comment and left out
+    too, so that a chapter and its reader notebook have the same fingerprint.
     """
     import hashlib
 
-    code = "\n# cell\n".join(cell_source(c) for c in notebook["cells"] if c["cell_type"] == "code")
+    code = "\n# cell\n".join(_without_form_title(cell_source(c)) for c in notebook["cells"]
+                              if c["cell_type"] == "code")
     return hashlib.sha256(code.encode()).hexdigest()[:16]
+
+
+def _without_form_title(source: str) -> str:
+    first, newline, rest = source.partition("\n")
+    return rest if first.startswith("#@title") else source
 
 
 def notebook_text(notebook: dict[str, Any]) -> str:

@@ -46,6 +46,10 @@ __all__ = ["EditedFilesError", "remove_solution_dropdowns", "stub_source", "stud
 _DROPDOWN = re.compile(r"^[ \t]*(?P<fence>`{3,}|:{3,})\{dropdown\}[ \t]*(?P<title>.*)$")
 
 
+# The same block in a reader notebook (mtlcode.book.readers): <details><summary>Solution</summary> ...
+_DETAILS = re.compile(r"^[ \t]*<details>[ \t]*\n[ \t]*<summary>(?P<title>[^<]*)</summary>.*?^[ \t]*</details>[ \t]*$",
+                      re.M | re.S)
+
 # Titles of solution dropdowns, in every edition of the book.
 SOLUTION_TITLES = ("solution", "解答")
 
@@ -63,7 +67,7 @@ def _tags(cell: dict[str, Any]) -> list[str]:
 
 def remove_solution_dropdowns(markdown: str) -> str:
     """``markdown`` without its ``{dropdown}`` blocks titled "Solution..." or "解答..." (other
-    dropdowns stay).
+    dropdowns stay), nor the ``<details>`` blocks a reader notebook holds them in.
 
     A block ends at the first line that holds only a fence of the same character, at least as
     long as the opening one, so longer fences around nested code blocks are handled.
@@ -83,7 +87,8 @@ def remove_solution_dropdowns(markdown: str) -> str:
         if end is None:
             raise ValueError(f"unclosed solution dropdown: {lines[i]!r}")
         i = end + 1
-    text = "\n".join(kept)
+    text = _DETAILS.sub(lambda m: "" if m["title"].strip().lower().startswith(SOLUTION_TITLES) else m[0],
+                        "\n".join(kept))
     text = re.sub(r"\n(?:[ \t]*\n){2,}", "\n\n", text)  # the gaps the removed blocks leave
     return text.strip("\n")
 

@@ -51,7 +51,8 @@ COURSE_ID = "mtl-book"
 POINTS = 1  # per checked exercise; change them in the source notebooks or in formgrader
 SCHEMA_VERSION = 3  # nbgrader's cell metadata schema (nbgrader/nbgraderformat/v3.json)
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-_EXERCISES_HEADING = re.compile(r"^## (?:Exercises|练习)\b", re.M)  # English or Chinese edition
+# English or Chinese, numbered in the reader notebooks ("## 3.6. Exercises", readers/<lang>/book/)
+_EXERCISES_HEADING = re.compile(r"^## (?:[0-9.]+ +)?(?:Exercises|练习)\b", re.M)
 
 
 # -- solution cells ----------------------------------------------------------------------------
