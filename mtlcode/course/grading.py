@@ -15,7 +15,11 @@ of the chapter is not run, so a notebook takes seconds. What that protects again
   bytes down the pipe, changes only its own answers, or is an "error";
 * a solution that calls ``sys.exit`` or ``os._exit``, crashes Python or loops for ever ends or
   blocks only its own notebook: that notebook's remaining exercises are "error" or "timeout" and
-  the batch goes on; the child's process group is killed when the notebook is done;
+  the batch goes on. Each notebook has a session of its own under a supervisor that kills, when
+  the notebook is done or out of time, every process the solution started, one that called
+  ``setsid`` included (:func:`grading_worker.supervise`); none keeps a pipe of the grader, so
+  ``grade ... | tee log`` ends with the grader. A solution that kills or stops the fork server
+  the notebooks' processes come from spoils no later grade: the server is replaced;
 * printing "passed" forges nothing: the child's output goes to a log file, never to the grader's
   terminal or pipes, and results are what the checks here conclude;
 * the check cell is not run: the grader calls the genuine check the cell names (a student who
@@ -23,7 +27,7 @@ of the chapter is not run, so a notebook takes seconds. What that protects again
 * a malformed notebook is an "error" naming the file, and the batch goes on.
 
 It is **not a sandbox**: the student's code runs with the grader's rights, so it can read and
-write files, use the network, start processes (one that leaves its process group outlives the
+write files, use the network, start processes (one that kills the supervisor first may outlive the
 notebook) or kill the grader. Grade untrusted submissions in a container (or a throw-away virtual
 machine) without network access or secrets.
 """
@@ -144,15 +148,85 @@ def find_exercises(notebook: dict[str, Any], chapter: str) -> list[Exercise]:
 MAX_ANSWER_BYTES = 256 * 2**20  # an answer larger than this is refused (a flood, not a result)
 
 
-def _context() -> Any:
+_CLEAN_UP_TIME = 15.0  # seconds the supervisor has to end what the student's code started
+
+
+def _context(method: str = "forkserver") -> Any:
     """Fork children from a server that has imported torch once (fast); spawn where there is none."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    if method not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    # Only takes effect if this process's fork server is not running yet; children are correct either way.
-    context.set_forkserver_preload([
-        "mtlcode.course.exercises", "mtlcode.course.grading_worker", "torch.func", "torch._dynamo", "cloudpickle"])
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # Only takes effect if this process's fork server is not running yet; children are correct either way.
+        context.set_forkserver_preload([
+            "mtlcode.course.exercises", "mtlcode.course.grading_worker", "torch.func", "torch._dynamo", "cloudpickle"])
     return context
+
+
+def _fork_server_pid() -> int | None:
+    from multiprocessing import forkserver
+
+    return getattr(forkserver._forkserver, "_forkserver_pid", None)
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of ``pid`` in ``/proc`` (R, S, T, Z, ...); "" when unknown or gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            return file.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def _end_fork_server() -> None:
+    """Kill the fork server, so that the next start launches a fresh one.
+
+    A hand-in may have killed, stopped (``SIGSTOP``) or otherwise spoiled the server that all
+    notebooks are forked from; it is the grader's child, so it is left a zombie for
+    ``multiprocessing`` to reap and replace.
+    """
+    pid = _fork_server_pid()
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _process_state(pid) not in ("Z", "X", "") and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _fork_server_is_sound() -> bool:
+    pid = _fork_server_pid()
+    return pid is None or _process_state(pid) in ("R", "S", "D", "")
+
+
+def _start_supervisor(name: str, log: Path) -> tuple[Any, Any]:
+    """Start :func:`grading_worker.supervise` for one notebook: (the grader's end of the pipe, the process).
+
+    From the fork server; one found stopped or dead is replaced, and one that fails to start a
+    process is replaced once, then the process is spawned (slower, shares nothing).
+    """
+    for method in ("forkserver", "forkserver", "spawn"):
+        context = _context(method)
+        if context.get_start_method() == "forkserver" and not _fork_server_is_sound():
+            _end_fork_server()
+        ours, theirs = context.Pipe()
+        process = context.Process(target=grading_worker.supervise, args=(theirs, str(log)), name=f"grading {name}",
+                                  daemon=True)
+        try:
+            process.start()
+        except (OSError, EOFError, ValueError) as error:
+            ours.close()
+            theirs.close()
+            if method == "spawn":
+                raise
+            warnings.warn(f"the grader's fork server failed ({_describe(error)}); starting another",
+                          RuntimeWarning, stacklevel=2)
+            _end_fork_server()
+            continue
+        theirs.close()  # else a process that ended would still look connected
+        return ours, process
+    raise AssertionError("unreachable")
 
 
 class _Stopped(BaseException):
@@ -170,12 +244,7 @@ class _Student:
     """One notebook's student process (:mod:`mtlcode.course.grading_worker`) and the pipe to it."""
 
     def __init__(self, name: str, timeout: float, log: Path) -> None:
-        context = _context()
-        self.connection, theirs = context.Pipe()
-        self.process = context.Process(target=grading_worker.serve, args=(theirs, str(log)), name=f"grading {name}",
-                                       daemon=True)
-        self.process.start()
-        theirs.close()  # else a process that ended would still look connected
+        self.connection, self.process = _start_supervisor(name, log)
         self.deadline, self.timeout, self.log = time.monotonic() + timeout, timeout, log
 
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -206,16 +275,28 @@ class _Student:
         return answer
 
     def stop(self) -> None:
-        """End the process and every process it started (its process group)."""
+        """End the process and every process it started, those that left its process group included.
+
+        The supervisor (:func:`grading_worker.supervise`) ends the worker on ``stop`` or ``SIGTERM`` and
+        kills what is left below it; the process group is killed too, should the supervisor be gone.
+        """
         with contextlib.suppress(OSError, ValueError):
             self.connection.send_bytes(pickle.dumps({"kind": "stop"}))
         self.process.join(0.5)
+        if self.process.is_alive() and self.process.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self.process.pid, signal.SIGTERM)
+                os.kill(self.process.pid, signal.SIGCONT)  # were it stopped
+            self.process.join(_CLEAN_UP_TIME)
         if hasattr(os, "killpg") and self.process.pid is not None:
-            with contextlib.suppress(OSError):  # no group: the child had not called setsid yet
+            with contextlib.suppress(OSError):  # no group: it has ended, or not called setsid yet
                 os.killpg(self.process.pid, signal.SIGKILL)
         if self.process.is_alive():
             self.process.kill()
-        self.process.join()
+        self.process.join(5)
+        if self.process.exitcode is None:  # the fork server that reports it is stopped or spoiled: replaced
+            _end_fork_server()
+            self.process.join(5)
         self.connection.close()
 
 
