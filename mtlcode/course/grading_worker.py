@@ -190,6 +190,8 @@ def end_descendants(limit: float = 10.0) -> None:
     As a subreaper this process gets back the children of those it kills, so one that called
     ``setsid`` or forked again is found in a later round.
     """
+    if not os.path.isdir("/proc"):
+        return  # no way to find them here: the grader kills the session's process group
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         for pid in _descendants(os.getpid()):
