@@ -102,12 +102,14 @@ class Partials:
     fingerprint is stale (written with other sizes) and is recomputed, never mixed in.
     """
 
-    def __init__(self, out: Path, fingerprint: dict[str, Any], required: tuple[str, ...] = ()) -> None:
+    def __init__(self, out: Path, fingerprint: dict[str, Any], required: tuple[str, ...] = (),
+                 row_keys: tuple[str, ...] = ()) -> None:
         """``required``: keys (``"info.seconds"`` for one inside ``info``) that every part must hold,
-        beyond its rows: a part without one is refused by name, not a ``KeyError`` when combined."""
+        beyond its rows; ``row_keys``: keys every row must hold. A part without one is refused by
+        name, not a ``KeyError`` when the parts are combined."""
         self.folder = out.with_suffix(".partial")
         self.fingerprint = json.loads(json.dumps(fingerprint))  # tuples -> lists, as read back
-        self.required = tuple(required)
+        self.required, self.row_keys = tuple(required), tuple(row_keys)
 
     def path(self, job: str, seed: int) -> Path:
         return self.folder / f"{job}-seed{seed}.json"
@@ -130,6 +132,9 @@ class Partials:
         problem = part_problem(part)
         if not problem:
             problem = _missing(part, self.required)
+        if not problem:
+            problem = next((f"a row without {key!r}: {str(row)[:80]}" for row in part["rows"] for key in self.row_keys
+                            if key not in row), "")
         if not problem and (part.get("job"), part.get("seed")) != (job, seed):
             problem = (f"holds job {part.get('job')!r} seed {part.get('seed')!r} (a file copied or renamed?), "
                        f"not {job!r} seed {seed}")
@@ -173,7 +178,7 @@ def part_problem(part: dict[str, Any]) -> str:
         if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in numbers):
             return f"a value of {row['metric']} that is not a number ({row.get('method')}, {row.get('benchmark')})"
         if row["metric"] in FRACTIONS and not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in numbers):
-            return f"a {row['metric']} outside [0, 1] ({row.get('method')}, {row.get('benchmark')})"
+            return f"a value of {row['metric']} outside [0, 1] ({row.get('method')}, {row.get('benchmark')})"
         if not all(v is None or (isinstance(v, (int, float)) and not v < 0) for v in numbers):
             return f"a negative {row['metric']} ({row.get('method')})"
     return ""

@@ -120,7 +120,7 @@ def test_partials_resume_only_parts_of_the_same_run(tmp_path):
     (lambda part: {**part, "rows": []}, "no rows"),
     (lambda part: {**part, "rows": {"0": part["rows"][0]}}, "no rows"),
     (lambda part: {**part, "rows": [{"mean": 0.5}]}, "a row without its metric or mean"),
-    (lambda part: {**part, "rows": [{**part["rows"][0], "mean": 7.5}]}, r"an accuracy outside \[0, 1\]"),
+    (lambda part: {**part, "rows": [{**part["rows"][0], "mean": 7.5}]}, r"a value of accuracy outside \[0, 1\]"),
     (lambda part: {**part, "rows": [{**part["rows"][0], "values": ["0.5"]}]},
      "a value of accuracy that is not a number"),
     (lambda part: {**part, "rows": [{**part["rows"][0], "values": 0.5}]}, "values that are not a list"),
@@ -149,6 +149,10 @@ def test_a_part_without_what_the_benchmark_requires_is_refused_by_name(tmp_path)
     partials.save("maml", 1, {"rows": rows, "info": {}, "alphabets": ["a"]})
     with pytest.raises(ValueError, match="maml-seed1.json has the right fingerprint but no 'info.seconds'"):
         partials.load("maml", 1)
+    rows_of = Partials(tmp_path / "rows.json", {"protocol": {}}, row_keys=("method", "K"))
+    rows_of.save("maml", 0, {"rows": [{**rows[0], "method": "maml"}]})
+    with pytest.raises(ValueError, match="maml-seed0.json has the right fingerprint but a row without 'K'"):
+        rows_of.load("maml", 0)
 
 
 # -- sinusoid --------------------------------------------------------------------------------------
