@@ -102,11 +102,16 @@ class Partials:
     fingerprint is stale (written with other sizes) and is recomputed, never mixed in.
     """
 
-    def __init__(self, out: Path, fingerprint: dict[str, Any],
-                 problem: Callable[[dict[str, Any]], str] | None = None) -> None:
+    def __init__(self, out: Path, fingerprint: dict[str, Any], required: tuple[str, ...] = (),
+                 row_keys: tuple[str, ...] = (), problem: Callable[[dict[str, Any]], str] | None = None) -> None:
+        """``required``: keys (``"info.seconds"`` for one inside ``info``) that every part must hold,
+        beyond its rows; ``row_keys``: keys every row must hold. A part without one is refused by
+        name, not a ``KeyError`` when the parts are combined. ``problem(part)`` says why a part
+        cannot be a result ("" when it can); default :func:`part_problem`, for parts with ``rows``."""
         self.folder = out.with_suffix(".partial")
         self.fingerprint = json.loads(json.dumps(fingerprint))  # tuples -> lists, as read back
-        self.problem = problem or part_problem  # why a part cannot be a result ("" when it can)
+        self.required, self.row_keys = tuple(required), tuple(row_keys)
+        self.problem = problem or part_problem
 
     def path(self, job: str, seed: int) -> Path:
         return self.folder / f"{job}-seed{seed}.json"
@@ -127,6 +132,14 @@ class Partials:
         if not isinstance(part, dict) or part.get("fingerprint") != self._fingerprint(own):
             return None
         problem = self.problem(part)
+        if not problem:
+            problem = _missing(part, self.required)
+        if not problem:
+            problem = next((f"a row without {key!r}: {str(row)[:80]}" for row in part.get("rows", [])
+                            for key in self.row_keys if key not in row), "")
+        if not problem and (part.get("job"), part.get("seed")) != (job, seed):
+            problem = (f"holds job {part.get('job')!r} seed {part.get('seed')!r} (a file copied or renamed?), "
+                       f"not {job!r} seed {seed}")
         if problem:
             raise ValueError(f"{path} has the right fingerprint but {problem}; it is not used. Delete it to "
                              "recompute that part")
@@ -134,6 +147,16 @@ class Partials:
 
     def save(self, job: str, seed: int, part: dict[str, Any], own: dict[str, Any] | None = None) -> None:
         write_json(self.path(job, seed), {**part, "job": job, "seed": seed, "fingerprint": self._fingerprint(own)})
+
+
+def _missing(part: dict[str, Any], required: tuple[str, ...]) -> str:
+    for key in required:
+        value: Any = part
+        for name in key.split("."):
+            if not isinstance(value, dict) or name not in value:
+                return f"no {key!r} (every part of this benchmark holds one)"
+            value = value[name]
+    return ""
 
 
 # Metrics that are fractions of answers: anything outside [0, 1] is damage, not a result.
@@ -145,12 +168,19 @@ def part_problem(part: dict[str, Any]) -> str:
     rows = part.get("rows")
     if not isinstance(rows, list) or not rows:
         return "no rows (a part always has some)"
+    if "info" in part and not isinstance(part["info"], dict):
+        return "an 'info' that is not an object"
     for row in rows:
         if not isinstance(row, dict) or "metric" not in row or "mean" not in row:
             return f"a row without its metric or mean: {str(row)[:80]}"
-        numbers = [row["mean"], *row.get("values", [])]
+        values = row.get("values", [])
+        if not isinstance(values, list):
+            return f"values that are not a list ({row.get('method')}, {row.get('benchmark')})"
+        numbers = [row["mean"], *values]
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in numbers):
+            return f"a value of {row['metric']} that is not a number ({row.get('method')}, {row.get('benchmark')})"
         if row["metric"] in FRACTIONS and not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in numbers):
-            return f"a {row['metric']} outside [0, 1] ({row.get('method')}, {row.get('benchmark')})"
+            return f"a value of {row['metric']} outside [0, 1] ({row.get('method')}, {row.get('benchmark')})"
         if not all(v is None or (isinstance(v, (int, float)) and not v < 0) for v in numbers):
             return f"a negative {row['metric']} ({row.get('method')})"
     return ""

@@ -435,7 +435,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mtlcode.seed_everything(args.seed)
 
     partials = Partials(args.out, {"protocol": asdict(protocol), "task_seed": args.seed,
-                                   "diverged_mse": DIVERGED_MSE})
+                                   "diverged_mse": DIVERGED_MSE},
+                        required=("info",), row_keys=("method", "K", "steps"))
     jobs = [Job(training, seed, protocol, args.seed, partials, not args.no_progress and args.workers == 1, str(device))
             for training in TRAININGS for seed in args.seeds]
     todo = [job for job in jobs if partials.load(job.training, job.seed) is None]

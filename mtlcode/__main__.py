@@ -131,35 +131,62 @@ def _config(args: argparse.Namespace, shards: int, device: torch.device) -> dict
             "backend": distributed.backend(), "device": str(device)}
 
 
+def _recorded_settings(checkpoint: Path) -> dict[str, Any] | None:
+    """The run-defining settings a checkpoint records (those of this command since they are saved), or None."""
+    from mtlcode.checkpoints import load_checkpoint
+
+    try:
+        settings = load_checkpoint(checkpoint).get("settings")
+    except (CheckpointError, OSError, AttributeError):  # a damaged one is named when meta_train loads it
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def _changed(saved: dict[str, Any], config: dict[str, Any]) -> str:
+    changed = {k: (saved.get(k, IMPLICIT.get(k)), config.get(k)) for k in RUN_DEFINING
+               if saved.get(k, IMPLICIT.get(k)) != config.get(k)}
+    return "; ".join(f"--{k.replace('_', '-')}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
+
+
 def check_resume(out: Path, config: dict[str, Any], allow_changes: bool = False) -> None:
-    """Refuse to resume ``out``'s checkpoint with settings other than those it was trained with."""
-    saved_file = out / "config.json"
-    has_checkpoint = (out / "checkpoint.pt").exists()
-    if has_checkpoint and not saved_file.exists() and not allow_changes:
+    """Refuse to resume ``out``'s checkpoint with settings other than those it was trained with.
+
+    They are read from ``config.json`` and from the checkpoint itself, which records them (a
+    checkpoint written before it did, without its ``config.json``, is refused unless
+    ``--allow-changes``).
+    """
+    saved_file, checkpoint = out / "config.json", out / "checkpoint.pt"
+    has_checkpoint = checkpoint.exists()
+    recorded = _recorded_settings(checkpoint) if has_checkpoint else None
+    if has_checkpoint and recorded is None and not saved_file.exists() and not allow_changes:
         raise ResumeMismatch(
-            f"{out / 'checkpoint.pt'} has no config.json beside it, so its settings cannot be checked against these. "
+            f"{checkpoint} has no config.json beside it, so its settings cannot be checked against these. "
             "Nothing was changed. Put its config.json back, pick another --out for a new run, or add "
             "--allow-changes to resume it with these settings on purpose.")
     if not has_checkpoint and (out / "history.json").exists():
         raise ResumeMismatch(f"{out} holds a history.json but no checkpoint.pt: not a run this command can resume, "
                              "and its files would be overwritten. Nothing was changed; pick another --out.")
-    if not saved_file.exists() or allow_changes:
+    if allow_changes:
         return
-    try:
-        saved = json.loads(saved_file.read_text())
-        if not isinstance(saved, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as error:
-        raise ResumeMismatch(f"{saved_file} cannot be read ({error}). Nothing was changed; repair or remove it, or "
-                             "pick another --out.") from error
-    changed = {k: (saved.get(k, IMPLICIT.get(k)), config.get(k)) for k in RUN_DEFINING
-               if saved.get(k, IMPLICIT.get(k)) != config.get(k)}
-    if changed:
-        listed = "; ".join(f"--{k.replace('_', '-')}: {old!r} then, {new!r} now" for k, (old, new) in changed.items())
-        raise ResumeMismatch(
-            f"{out / 'checkpoint.pt'} was trained with other settings ({listed}). Nothing was changed. Rerun with "
-            f"the saved settings (in {saved_file}) to resume, pick another --out for a new run, or add "
-            "--allow-changes to resume with the new settings on purpose.")
+    sources = []
+    if saved_file.exists():
+        try:
+            saved = json.loads(saved_file.read_text())
+            if not isinstance(saved, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as error:
+            raise ResumeMismatch(f"{saved_file} cannot be read ({error}). Nothing was changed; repair or remove it, "
+                                 "or pick another --out.") from error
+        sources.append((saved, f"in {saved_file}"))
+    if recorded is not None:
+        sources.append((recorded, f"recorded in {checkpoint.name}"))
+    for saved, where in sources:
+        listed = _changed(saved, config)
+        if listed:
+            raise ResumeMismatch(
+                f"{checkpoint} was trained with other settings ({listed}). Nothing was changed. Rerun with "
+                f"the saved settings ({where}) to resume, pick another --out for a new run, or add "
+                "--allow-changes to resume with the new settings on purpose.")
 
 
 def _lock(out: Path) -> Any:
@@ -278,7 +305,8 @@ def main(argv: list[str] | None = None) -> History:
         try:
             history = meta_train(learner, sample_tasks, args.iterations, args.meta_lr, seed=args.seed,
                                  checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
-                                 device=device, progress=not args.no_progress, shards=shards)
+                                 device=device, progress=not args.no_progress, shards=shards,
+                                 settings={k: config.get(k) for k in RUN_DEFINING})
         except BaseException:
             # Failed before saving a checkpoint (say, --allow-changes onto another learner's one):
             # config.json must go on describing the checkpoint that is still there.

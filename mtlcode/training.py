@@ -128,6 +128,7 @@ def meta_train(
     progress: bool = True,
     shards: int | None = None,
     callback: Callback | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> History:
     """Meta-train ``learner`` with Adam for ``iterations`` outer steps; returns the history.
 
@@ -155,6 +156,9 @@ def meta_train(
             ``shards=N`` reproduces a run of N processes (up to float rounding).
         callback: ``callback(step, history)`` after every step, once its checkpoint (if due) is
             written; an exception raised there stops the run as a crash would.
+        settings: what defines the run (plain values: numbers, strings, lists), saved in the
+            checkpoint as ``"settings"``, so that whoever resumes it can compare them without
+            any other file (``python -m mtlcode`` does); ``meta_train`` does not compare them.
 
     The history holds ``step``, ``loss`` and ``metric`` (query accuracy for classification,
     MSE for regression, after adaptation; learners may add statistics of their own) per step,
@@ -216,6 +220,7 @@ def meta_train(
         if context.is_main:
             save_checkpoint(checkpoint, {"model": learner.state_dict(), "optimizer": optimizer.state_dict(),
                                          "learner": _learner_kind(learner),
+                                         **({"settings": settings} if settings is not None else {}),
                                          "generators": states, "shards": shards, "history": history,
                                          "step": step})
         context.barrier()  # nobody returns (and maybe reads the file) before it is written

@@ -116,6 +116,45 @@ def test_partials_resume_only_parts_of_the_same_run(tmp_path):
     assert partials.load("maml", 1) is None
 
 
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda part: {**part, "rows": []}, "no rows"),
+    (lambda part: {**part, "rows": {"0": part["rows"][0]}}, "no rows"),
+    (lambda part: {**part, "rows": [{"mean": 0.5}]}, "a row without its metric or mean"),
+    (lambda part: {**part, "rows": [{**part["rows"][0], "mean": 7.5}]}, r"a value of accuracy outside \[0, 1\]"),
+    (lambda part: {**part, "rows": [{**part["rows"][0], "values": ["0.5"]}]},
+     "a value of accuracy that is not a number"),
+    (lambda part: {**part, "rows": [{**part["rows"][0], "values": 0.5}]}, "values that are not a list"),
+    (lambda part: {**part, "info": [1]}, "an 'info' that is not an object"),
+    (lambda part: {**part, "seed": 1}, r"holds job 'maml' seed 1 \(a file copied or renamed\?\), not 'maml' seed 0"),
+], ids=["empty rows", "rows not a list", "row without metric", "accuracy 7.5", "a string value", "values not a list",
+        "info not an object", "another seed's part"])
+def test_a_damaged_part_with_the_right_fingerprint_is_refused_by_name(tmp_path, damage, message):
+    from benchmarks.common import Partials
+
+    partials = Partials(tmp_path / "bench.json", {"protocol": {"sizes": [1]}})
+    partials.save("maml", 0, {"rows": [{"metric": "accuracy", "mean": 0.5, "values": [0.5]}], "info": {}})
+    path = partials.path("maml", 0)
+    path.write_text(json.dumps(damage(json.loads(path.read_text()))))
+    with pytest.raises(ValueError, match=f"maml-seed0.json has the right fingerprint but {message}"):
+        partials.load("maml", 0)
+
+
+def test_a_part_without_what_the_benchmark_requires_is_refused_by_name(tmp_path):
+    from benchmarks.common import Partials
+
+    partials = Partials(tmp_path / "bench.json", {"protocol": {}}, required=("alphabets", "info.seconds"))
+    rows = [{"metric": "accuracy", "mean": 0.5}]
+    partials.save("maml", 0, {"rows": rows, "info": {"seconds": 3.0}, "alphabets": ["a"]})
+    assert partials.load("maml", 0)["alphabets"] == ["a"]
+    partials.save("maml", 1, {"rows": rows, "info": {}, "alphabets": ["a"]})
+    with pytest.raises(ValueError, match="maml-seed1.json has the right fingerprint but no 'info.seconds'"):
+        partials.load("maml", 1)
+    rows_of = Partials(tmp_path / "rows.json", {"protocol": {}}, row_keys=("method", "K"))
+    rows_of.save("maml", 0, {"rows": [{**rows[0], "method": "maml"}]})
+    with pytest.raises(ValueError, match="maml-seed0.json has the right fingerprint but a row without 'K'"):
+        rows_of.load("maml", 0)
+
+
 # -- sinusoid --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

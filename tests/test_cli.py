@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mtlcode.__main__ import METHODS, PROG, ResumeMismatch, main, run
-from mtlcode.checkpoints import load_checkpoint
+from mtlcode.checkpoints import load_checkpoint, save_checkpoint
 
 # End to end (the command line in child processes): `make e2e`, not the unit tests.
 pytestmark = pytest.mark.slow
@@ -168,7 +168,27 @@ def test_runs_written_before_the_method_option_still_resume(tmp_path):
 
 
 def test_a_checkpoint_without_its_config_is_not_resumed_under_any_settings(tmp_path):
+    # The checkpoint records the run-defining settings: without config.json they are checked against it.
     main([*ARGS, "--out", str(tmp_path)])
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["settings"]["inner_lr"] == 0.01
+    (tmp_path / "config.json").unlink()
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for change, named in ((["--method", "anil"], "--method: 'maml' then, 'anil' now"),
+                          (["--inner-lr", "0.5"], "--inner-lr: 0.01 then, 0.5 now")):
+        with pytest.raises(ResumeMismatch, match="trained with other settings") as error:
+            main([*ARGS, *change, "--iterations", "6", "--out", str(tmp_path)])
+        assert named in str(error.value) and "recorded in checkpoint.pt" in str(error.value)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+    main([*ARGS, "--iterations", "6", "--out", str(tmp_path)])  # the same settings: resumed
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 6
+
+
+def test_a_checkpoint_that_records_no_settings_needs_its_config(tmp_path):
+    # Written before checkpoints recorded their settings: without config.json nothing can be checked.
+    main([*ARGS, "--out", str(tmp_path)])
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    del state["settings"]
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
     (tmp_path / "config.json").unlink()
     files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(ResumeMismatch, match="no config.json beside it"):

@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,58 @@ def test_a_background_process_neither_holds_the_report_nor_outlives_the_group(tm
     path = write(tmp_path, "spawner.ipynb", spawner)
     done = run_grader(path, timeout=45)
     assert lines(done.stdout) == {"spawner.ipynb": "passed"}, done
+
+
+def escaper(beat: Path, loop: bool) -> str:
+    """A solution whose grandchild leaves the session (fork, setsid, fork) and writes ``beat`` for a minute."""
+    return RIGHT + (
+        "\nimport os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        for i in range(600):\n"
+        f"            open({str(beat)!r}, 'a').write('.')\n"
+        "            time.sleep(0.1)\n"
+        "    os._exit(0)\n"
+        "time.sleep(1)\n" + ("while True:\n    pass\n" if loop else ""))
+
+
+@pytest.mark.parametrize("loop", [False, True], ids=["returns", "loops past --timeout"])
+def test_a_process_that_leaves_the_session_is_ended_and_holds_no_pipe(tmp_path, loop):
+    # `grade ... | tee log` ends when the grader does, and the escaped process writes no more.
+    beat = tmp_path / "beat.txt"
+    path = write(tmp_path, "escaper.ipynb", escaper(beat, loop))
+    grader = subprocess.Popen([sys.executable, "-m", "mtlcode.course", "grade", str(path), "--timeout", "8"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = grader.communicate(timeout=50)  # the escaped process would hold the pipes for a minute
+    finally:
+        grader.kill()
+    assert lines(out) == {"escaper.ipynb": "timeout" if loop else "passed"}, (out, err)
+    assert beat.exists(), "the background process never ran"
+    size = beat.stat().st_size
+    time.sleep(1.0)
+    assert beat.stat().st_size == size, "the background process outlived its grading"
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGSTOP"])
+def test_a_hand_in_that_kills_or_stops_the_fork_server_spoils_no_later_grade(tmp_path, signal_name):
+    # The fork server every notebook's process comes from is replaced when a hand-in killed or stopped it.
+    saboteur = write(tmp_path, "saboteur.ipynb", RIGHT + (
+        "\nimport os, signal\n"
+        "def _parent(pid):\n"
+        "    for line in open(f'/proc/{pid}/status'):\n"
+        "        if line.startswith('PPid:'):\n"
+        "            return int(line.split()[1])\n"
+        "_pid, _servers = os.getpid(), []\n"
+        "for _ in range(4):\n"
+        "    _pid = _parent(_pid)\n"
+        "    if b'forkserver' in open(f'/proc/{_pid}/cmdline', 'rb').read():\n"
+        "        _servers.append(_pid)\n"
+        f"os.kill(_servers[-1], signal.{signal_name})\n"))
+    wrong, right = write(tmp_path, "wrong.ipynb", WRONG), write(tmp_path, "right.ipynb", RIGHT)
+    done = run_grader(saboteur, wrong, right, "--timeout", "30", timeout=150)
+    assert lines(done.stdout) == {"saboteur.ipynb": "passed", "wrong.ipynb": "failed", "right.ipynb": "passed"}, done
 
 
 def test_a_check_cell_that_no_longer_checks_is_not_a_pass(tmp_path):

@@ -15,7 +15,11 @@ of the chapter is not run, so a notebook takes seconds. What that protects again
   bytes down the pipe, changes only its own answers, or is an "error";
 * a solution that calls ``sys.exit`` or ``os._exit``, crashes Python or loops for ever ends or
   blocks only its own notebook: that notebook's remaining exercises are "error" or "timeout" and
-  the batch goes on; the child's process group is killed when the notebook is done;
+  the batch goes on. Each notebook has a session of its own under a supervisor that kills, when
+  the notebook is done or out of time, every process the solution started, one that called
+  ``setsid`` included (:func:`grading_worker.supervise`); none keeps a pipe of the grader, so
+  ``grade ... | tee log`` ends with the grader. A solution that kills or stops the fork server
+  the notebooks' processes come from spoils no later grade: the server is replaced;
 * printing "passed" forges nothing: the child's output goes to a log file, never to the grader's
   terminal or pipes, and results are what the checks here conclude;
 * the check cell is not run: the grader calls the genuine check the cell names (a student who
@@ -23,7 +27,7 @@ of the chapter is not run, so a notebook takes seconds. What that protects again
 * a malformed notebook is an "error" naming the file, and the batch goes on.
 
 It is **not a sandbox**: the student's code runs with the grader's rights, so it can read and
-write files, use the network, start processes (one that leaves its process group outlives the
+write files, use the network, start processes (one that kills the supervisor first may outlive the
 notebook) or kill the grader. Grade untrusted submissions in a container (or a throw-away virtual
 machine) without network access or secrets.
 """
@@ -33,13 +37,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
-import multiprocessing
-import os
-import pickle
-import signal
 import tempfile
-import time
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -58,9 +56,9 @@ from mtlcode.book.notebooks import (
     read_notebook,
 )
 from mtlcode.course import exercises as _exercises
-from mtlcode.course import grading_worker
 from mtlcode.course.answers import rebuild, restore_arguments
 from mtlcode.course.exercises._checking import StudentError, StudentFunction
+from mtlcode.course.grading_process import Stopped, Student
 from mtlcode.course.grading_worker import describe as _describe
 
 __all__ = ["DEFAULT_TIMEOUT", "STATUSES", "Exercise", "Grade", "check_calls", "find_exercises", "grade",
@@ -70,7 +68,6 @@ DEFAULT_TIMEOUT = 120.0  # seconds per notebook; the book's exercises take a few
 # "timeout": the notebook ran out of time before this exercise was graded.
 STATUSES = ("passed", "failed", "not done", "error", "timeout")
 NOTEBOOK = "the notebook"  # the exercise of a grade that is about the whole file
-_LOG_TAIL = 2000  # characters of the child's own output shown when it died
 FEEDBACK_LIMIT = 8000  # characters of feedback kept per exercise
 # The genuine checks, looked up here: the names a check cell calls are only looked up in this table.
 _CHECKS = {name: getattr(_exercises, name) for name in _exercises.__all__}
@@ -139,85 +136,7 @@ def find_exercises(notebook: dict[str, Any], chapter: str) -> list[Exercise]:
     return exercises
 
 
-# -- the student's process ----------------------------------------------------------------------
-
-MAX_ANSWER_BYTES = 256 * 2**20  # an answer larger than this is refused (a flood, not a result)
-
-
-def _context() -> Any:
-    """Fork children from a server that has imported torch once (fast); spawn where there is none."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    # Only takes effect if this process's fork server is not running yet; children are correct either way.
-    context.set_forkserver_preload([
-        "mtlcode.course.exercises", "mtlcode.course.grading_worker", "torch.func", "torch._dynamo", "cloudpickle"])
-    return context
-
-
-class _Stopped(BaseException):
-    """The student's process cannot go on: out of time, ended, or it sent what is not an answer.
-
-    A ``BaseException``, so that a check's ``except Exception`` does not take it for a wrong answer.
-    """
-
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-class _Student:
-    """One notebook's student process (:mod:`mtlcode.course.grading_worker`) and the pipe to it."""
-
-    def __init__(self, name: str, timeout: float, log: Path) -> None:
-        context = _context()
-        self.connection, theirs = context.Pipe()
-        self.process = context.Process(target=grading_worker.serve, args=(theirs, str(log)), name=f"grading {name}",
-                                       daemon=True)
-        self.process.start()
-        theirs.close()  # else a process that ended would still look connected
-        self.deadline, self.timeout, self.log = time.monotonic() + timeout, timeout, log
-
-    def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send ``message``; its answer as plain data, or :class:`_Stopped`."""
-        try:
-            self.connection.send_bytes(pickle.dumps(message))
-            if not self.connection.poll(max(self.deadline - time.monotonic(), 0.0)):
-                raise _Stopped("timeout", f"the notebook was stopped after {self.timeout:g} s (--timeout) before "
-                                          "this exercise was graded: an endless loop?")
-            data = self.connection.recv_bytes(MAX_ANSWER_BYTES)
-        except (EOFError, OSError) as error:
-            self.process.join(1)
-            tail = self.log.read_text(encoding="utf-8", errors="replace")[-_LOG_TAIL:] if self.log.exists() else ""
-            tail = f"\nits last output:\n{tail}" if tail.strip() else ""
-            raise _Stopped("error", "the grading process ended before this exercise was graded (exit code "
-                                    f"{self.process.exitcode}): the solution called os._exit, crashed Python or was "
-                                    f"killed{tail}") from error
-        try:  # plain data only: a tensor subclass or an object that runs code on loading is refused
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # forged bytes also make torch warn about their pickle protocol
-                answer = torch.load(io.BytesIO(data), weights_only=True)
-        except Exception as error:
-            raise _Stopped("error", "the solution's process sent something that is not an answer (a tensor "
-                                    "subclass, an object of its own, or forged bytes): it cannot be graded") from error
-        if not (isinstance(answer, dict) and isinstance(answer.get("status"), str)
-                and isinstance(answer.get("printed", ""), str)):
-            raise _Stopped("error", "the solution's process sent an answer of the wrong form: it cannot be graded")
-        return answer
-
-    def stop(self) -> None:
-        """End the process and every process it started (its process group)."""
-        with contextlib.suppress(OSError, ValueError):
-            self.connection.send_bytes(pickle.dumps({"kind": "stop"}))
-        self.process.join(0.5)
-        if hasattr(os, "killpg") and self.process.pid is not None:
-            with contextlib.suppress(OSError):  # no group: the child had not called setsid yet
-                os.killpg(self.process.pid, signal.SIGKILL)
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join()
-        self.connection.close()
-
+# -- the student's function, called over the pipe ---------------------------------------------
 
 class _NotAnswered(BaseException):
     """The solution defined no such function, or tried to end the grading: an "error", not a wrong answer."""
@@ -226,7 +145,7 @@ class _NotAnswered(BaseException):
 class _StudentFunction(StudentFunction):
     """The function a solution cell defined, called in the student's process (see ``_checking``)."""
 
-    def __init__(self, student: _Student, name: str) -> None:
+    def __init__(self, student: Student, name: str) -> None:
         self.student, self.name, self.printed = student, name, []
 
     def call(self, args: tuple[Any, ...], then: Callable[[Any], Any] | None) -> Any:
@@ -246,12 +165,12 @@ class _StudentFunction(StudentFunction):
             restore_arguments(list(args), answer.get("arguments"))
             torch.set_rng_state(answer["rng"])
         except Exception as error:
-            raise _Stopped("error", "the solution's process sent an answer of the wrong form: it cannot be "
+            raise Stopped("error", "the solution's process sent an answer of the wrong form: it cannot be "
                                     "graded") from error
         return rebuild(answer.get("result"))
 
 
-def _run_checks(student: _Student, exercise: Exercise, name: str) -> tuple[str, str]:
+def _run_checks(student: Student, exercise: Exercise, name: str) -> tuple[str, str]:
     """Run the solution cell there, then each of its checks here: (status, feedback)."""
     answer = student.request({"kind": "exec", "source": exercise.source, "filename": f"{name}, cell {exercise.index}"})
     printed = answer["printed"]
@@ -289,11 +208,11 @@ def _grade_in_a_process(exercises: list[Exercise], name: str, timeout: float) ->
     """(status, feedback) per exercise index, all of one notebook in one student process."""
     results: dict[int, tuple[str, str]] = {}
     with tempfile.TemporaryDirectory(prefix="mtlcode-grade-") as folder:
-        student = _Student(name, timeout, Path(folder) / "output.txt")
+        student = Student(name, timeout, Path(folder) / "output.txt")
         try:
             for exercise in exercises:
                 results[exercise.index] = _run_checks(student, exercise, name)
-        except _Stopped as stopped:
+        except Stopped as stopped:
             for exercise in exercises:
                 results.setdefault(exercise.index, (stopped.status, stopped.message))
         finally:
