@@ -691,7 +691,8 @@ def run(args: Any, argv: list[str] | None, protocol: Protocol, started: float, d
     # iterations recomputes that training's parts alone.
     shared = {k: v for k, v in asdict(protocol).items() if k not in PER_TRAINING}
     partials = Partials(args.out, {"protocol": shared, "split_seed": args.seed, "full": args.full,
-                                   "sets": FULL_SETS if args.full else SMALL_SETS})
+                                   "sets": FULL_SETS if args.full else SMALL_SETS},
+                        required=("info.seconds", "alphabets"), row_keys=("method", "benchmark", "values"))
     if not args.full:  # fetch the small sets and Lake's runs once, before the workers start
         small_splits(protocol, args.root, args.seed, download=not args.no_download)
         lake_one_shot_runs(args.root, protocol.image_size, download=not args.no_download)
@@ -762,6 +763,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     args = p.parse_args(argv)
     started = time.perf_counter()
     device = torch.device(args.device) if args.device else mtlcode.device()
+    check_seeds_and_workers(p, args)  # before a device's override: --workers 0 is an error everywhere
     if device.type != "cpu":
         args.workers = 1  # one accelerator: the parts take turns on it
     protocol = QUICK if args.quick else (FULL_PROTOCOL if args.full else Protocol())
@@ -769,7 +771,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         if args.iterations < 1:
             p.error("--iterations must be at least 1")
         protocol = replace(protocol, iterations={name: args.iterations for name in protocol.iterations})
-    check_seeds_and_workers(p, args)
     if args.plan:
         print(plan_table(trainings(args), args.seeds, protocol, args.workers))
         return None
