@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from exercise_support import assert_fails, first_case, mutated, reference
+from exercise_support import assert_fails, case_names, first_case, mutated, reference
 
 from mtlcode import Evaluation, evaluate
 from mtlcode.course import exercises
 from mtlcode.evaluation import ci95_half_width
+from mtlcode.learners.finetune import ridge_solution
 from mtlcode.learners.protonet import prototype_logits, prototypes
 from mtlcode.tasks import TaskBatch
 
@@ -105,3 +106,59 @@ def test_paired_difference_mistakes(capsys):
         return (scores_a - scores_b).mean().item(), ci95_half_width(scores_a) + ci95_half_width(scores_b)
 
     assert_fails(check, added, case, "adds the two methods' own intervals", capsys)
+
+
+def test_lora_linear_agrees_with_the_lora_module_at_initialisation():
+    """With B = 0 (LoRA's start) the layer is the frozen one, whatever A is."""
+    g = torch.Generator().manual_seed(2)
+    x, weight, bias = (torch.randn(*s, generator=g, dtype=torch.float64) for s in ((4, 3), (5, 3), (5,)))
+    a = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    out = reference("lora_linear")(x, weight, bias, a, torch.zeros(5, 2, dtype=torch.float64), 4.0)
+    torch.testing.assert_close(out, x @ weight.T + bias)
+
+
+def test_lora_linear_mistakes(capsys):
+    check, name = exercises.check_lora_linear, "lora_linear"
+    cases = case_names(check, name, capsys)
+    update = "(alpha / rank) * B @ A"
+    assert_fails(check, mutated(name, (update, "alpha * B @ A")), cases[0], "not alpha / r", capsys)
+    assert_fails(check, mutated(name, (update, "B @ A")), cases[0], "is not scaled", capsys)
+    assert_fails(check, mutated(name, (update, "(rank / alpha) * B @ A")), cases[0], "not r / alpha", capsys)
+    assert_fails(check, mutated(name, ("(weight + (alpha", "((alpha")), cases[0], "frozen weight is missing",
+                 capsys)
+    assert_fails(check, mutated(name, (".T + bias", ".T")), cases[0], "bias b is missing", capsys)
+    assert_fails(check, mutated(name, (update, "(alpha / rank) * B.detach() @ A.detach()")), cases[-1],
+                 "compute with A and B themselves", capsys)
+
+
+def test_ridge_head_agrees_with_the_primal_form_and_with_r2d2():
+    g = torch.Generator().manual_seed(3)
+    support, queries = torch.randn(6, 9, generator=g, dtype=torch.float64), torch.randn(4, 9, generator=g,
+                                                                                        dtype=torch.float64)
+    labels, lam = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor(0.7, dtype=torch.float64)
+    phi = torch.cat([support, torch.ones(6, 1, dtype=torch.float64)], 1)
+    primal = torch.linalg.solve(phi.T @ phi + lam * torch.eye(10, dtype=torch.float64),
+                                phi.T @ torch.nn.functional.one_hot(labels, 3).double())
+    expected = torch.cat([queries, torch.ones(4, 1, dtype=torch.float64)], 1) @ primal
+    torch.testing.assert_close(reference("ridge_head")(support, labels, queries, lam), expected)
+
+
+def test_ridge_head_mistakes(capsys):
+    check, name = exercises.check_ridge_head, "ridge_head"
+    cases = case_names(check, name, capsys)
+    ones_s, ones_q = ("torch.cat([support, torch.ones_like(support[:, :1])], dim=1)",
+                      "torch.cat([queries, torch.ones_like(queries[:, :1])], dim=1) @ weights")
+    assert_fails(check, mutated(name, (ones_s, "support"), (ones_q, "queries @ weights")), cases[0],
+                 "column of ones is missing", capsys)
+    assert_fails(check, mutated(name, (".to(support.dtype)", ".to(support.dtype) * 2 - 1")), cases[0],
+                 "-1/+1", capsys)
+    assert_fails(check, mutated(name, ("lam * eye", "lam**2 * eye")), cases[0], "not lambda^2", capsys)
+    solve = "    weights = phi.T @ torch.linalg.solve(phi @ phi.T + lam * eye, targets)"
+    assert_fails(check, mutated(name, (solve, "    with torch.no_grad():\n    " + solve)), cases[-1],
+                 "no gradient flows through the solve", capsys)
+
+    def centred(support, support_y, queries, lam):  # the linear probe's ridge: an unpenalised bias
+        weights, bias = ridge_solution(support, torch.nn.functional.one_hot(support_y).double(), float(lam))
+        return queries @ weights + bias
+
+    assert_fails(check, centred, cases[0], "leaves the bias unpenalised", capsys)

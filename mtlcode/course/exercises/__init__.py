@@ -30,7 +30,12 @@ from mtlcode.course.exercises.family import (
 from mtlcode.course.exercises.faq import check_batch_norm, check_second_order_term
 from mtlcode.course.exercises.mathematics import check_linear_maml_optimum
 from mtlcode.course.exercises.practice import check_finetune_head, check_linear_cka
-from mtlcode.course.exercises.summary import check_paired_difference, check_prototype_linear_layer
+from mtlcode.course.exercises.summary import (
+    check_lora_linear,
+    check_paired_difference,
+    check_prototype_linear_layer,
+    check_ridge_head,
+)
 from mtlcode.course.exercises.tools import check_batched_inner_step, check_per_example_gradients
 
 __all__ = [
@@ -45,6 +50,7 @@ __all__ = [
     "check_inner_loop",
     "check_linear_cka",
     "check_linear_maml_optimum",
+    "check_lora_linear",
     "check_meta_gradient",
     "check_metasgd_step",
     "check_nway_kshot",
@@ -54,6 +60,7 @@ __all__ = [
     "check_prototype_linear_layer",
     "check_prototype_logits",
     "check_reptile_update",
+    "check_ridge_head",
     "check_second_order_term",
     "check_task_mse",
 ]

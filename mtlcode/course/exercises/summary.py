@@ -7,20 +7,26 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from mtlcode.course.exercises._checking import (
+    _attempt,
     _call,
     _diagnose,
     _failure,
+    _mismatch,
     _params_mismatch,
     _passed,
+    _seeded,
     _uniform,
 )
 from mtlcode.evaluation import ci95_half_width, t_quantile
+from mtlcode.learners.adapters import LoRA
 from mtlcode.learners.protonet import prototypes
+from mtlcode.learners.ridge import ridge_logits
 
-__all__ = ["check_paired_difference", "check_prototype_linear_layer"]
+__all__ = ["check_lora_linear", "check_paired_difference", "check_prototype_linear_layer", "check_ridge_head"]
 
 
 def _as_pair(exercise: str, case: str, got: Any, names: tuple[str, str],
@@ -154,5 +160,179 @@ def check_paired_difference(paired_difference: Callable[[Tensor, Tensor], tuple[
                 (pair(-mean, half), "the difference is the wrong way round: a - b, not b - a"),
             ], "d = scores_a - scores_b; return d.mean(), mtlcode.evaluation.ci95_half_width(d)")
             raise _failure(exercise, case, *problem, hint)
+        cases.append(case)
+    _passed(exercise, cases)
+
+
+def check_lora_linear(lora_linear: Callable[..., Tensor]) -> None:
+    """Check ``lora_linear(x, weight, bias, A, B, alpha)``: a linear layer with a LoRA update.
+
+    ``x`` ``[n, in]``, the frozen ``weight`` ``[out, in]`` and ``bias`` ``[out]``, LoRA's factors
+    ``A`` ``[r, in]`` and ``B`` ``[out, r]`` and the number ``alpha``; the answer is
+    ``x (W + (alpha / r) B A)^T + b``, ``[n, out]``, differentiable with respect to ``A`` and
+    ``B``. Reference: :class:`mtlcode.learners.adapters.LoRA` around an ``nn.Linear`` holding
+    ``weight`` and ``bias``. The cases vary the sizes, the rank and ``alpha``; the last one
+    compares the gradients with respect to ``A`` and ``B``.
+    """
+    exercise, cases = "lora_linear", []
+    generator = torch.Generator().manual_seed(83)
+
+    def reference(x: Tensor, weight: Tensor, bias: Tensor, a: Tensor, b: Tensor, alpha: float) -> LoRA:
+        with _seeded(0):  # the initial values are overwritten; the caller's RNG is left alone
+            base = nn.Linear(weight.shape[1], weight.shape[0], dtype=torch.float64)
+            layer = LoRA(base, rank=a.shape[0], alpha=alpha)
+        with torch.no_grad():
+            base.weight.copy_(weight)
+            base.bias.copy_(bias)
+        with torch.no_grad():
+            layer.A.copy_(a)
+            layer.B.copy_(b)
+        return layer
+
+    for n, fan_in, fan_out, rank, gradient in ((5, 6, 3, 2, False), (4, 3, 7, 1, False), (6, 8, 4, 4, True)):
+        alpha = _uniform(generator, 0.5, 8.0)
+        case = (f"{n} inputs, {fan_in} -> {fan_out} features, rank {rank}, alpha {alpha:.2f}"
+                + (": gradients with respect to A and B" if gradient else ""))
+        x = torch.randn(n, fan_in, generator=generator, dtype=torch.float64)
+        weight = torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64)
+        bias = torch.randn(fan_out, generator=generator, dtype=torch.float64)
+        a = torch.randn(rank, fan_in, generator=generator, dtype=torch.float64)
+        b = torch.randn(fan_out, rank, generator=generator, dtype=torch.float64)  # B moved away from 0
+        layer = reference(x, weight, bias, a, b, alpha)
+        expected = layer(x).detach()
+        if not gradient:
+            got = _call(exercise, case, lora_linear, x.clone(), weight.clone(), bias.clone(), a.clone(),
+                        b.clone(), alpha)
+            problem = _mismatch(expected, got, "output")
+            if problem:
+                scale, delta = alpha / rank, b @ a
+                hint = _diagnose(got, [
+                    (x @ (weight + alpha * delta).T + bias,
+                     "the update is scaled by alpha, not alpha / r: divide by the rank r = A.shape[0]"),
+                    (x @ (weight + delta).T + bias, "the update B A is not scaled: multiply it by alpha / r"),
+                    (x @ (weight + rank / alpha * delta).T + bias, "the scale is alpha / r, not r / alpha"),
+                    (x @ (scale * delta).T + bias,
+                     "the frozen weight is missing: LoRA adds (alpha / r) B A to W, it does not replace it"),
+                    (x @ (weight + scale * delta).T, "the bias b is missing"),
+                ], "h = x @ (weight + (alpha / r) * B @ A).T + bias, with r = A.shape[0]")
+                raise _failure(exercise, case, *problem, hint)
+        else:
+            a_leaf, b_leaf = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+            probe = torch.randn(n, fan_out, generator=generator, dtype=torch.float64)
+
+            def gradients(out: Tensor, a_leaf: Tensor = a_leaf, b_leaf: Tensor = b_leaf,
+                          probe: Tensor = probe) -> dict[str, Tensor]:
+                # Runs where the student's function ran: A and B there are these leaves.
+                grads = torch.autograd.grad((out * probe).sum(), [a_leaf, b_leaf], allow_unused=True)
+                return {name: torch.zeros_like(leaf) if g is None else g
+                        for name, leaf, g in zip(("A", "B"), (a_leaf, b_leaf), grads)}
+
+            status, got = _call(exercise, case, lora_linear, x.clone(), weight.clone(), bias.clone(), a_leaf,
+                                b_leaf, alpha, then=_attempt(gradients))
+            if status == "error":
+                raise _failure(exercise, case, "an output that depends on A and B", got,
+                               "compute with A and B themselves: no .detach(), no torch.no_grad()")
+            out = layer(x)
+            expected_grads = dict(zip(("A", "B"), torch.autograd.grad((out * probe).sum(), [layer.A, layer.B])))
+            problem = _params_mismatch(expected_grads, got)
+            if problem:
+                zero = {"A": torch.zeros_like(a), "B": torch.zeros_like(b)}
+                hint = _diagnose(got, [(zero, "no gradient reaches A or B: do not detach them")],
+                                 "the output must be x @ (weight + (alpha / r) * B @ A).T + bias, "
+                                 "computed from A and B")
+                raise _failure(exercise, case, *problem, hint)
+        cases.append(case)
+    _passed(exercise, cases)
+
+
+def check_ridge_head(ridge_head: Callable[..., Tensor]) -> None:
+    """Check ``ridge_head(support, support_y, queries, lam)``: R2-D2's head in closed form.
+
+    ``support`` ``[n, d]`` embeddings with labels ``support_y`` ``[n]`` in ``0..K-1``,
+    ``queries`` ``[q, d]``, ``lam > 0`` a 0-d tensor. The answer is the logits ``[q, K]`` of the
+    ridge regression of the one-hot labels on the support embeddings with a column of ones
+    appended (its weight, one bias per class, is penalised like the others), applied to the
+    queries with a 1 appended: ``[queries, 1] W``, ``W = argmin |[support, 1] W - Y|^2 +
+    lam |W|^2``. Reference: :func:`mtlcode.learners.ridge.ridge_logits` (``alpha = 1``,
+    ``beta = 0``). The last case compares the gradients of a query cross-entropy with respect to
+    the support embeddings, the queries and ``lam``: the head must be differentiable, as R2-D2's
+    meta-training needs.
+    """
+    exercise, cases = "ridge_head", []
+    generator = torch.Generator().manual_seed(84)
+
+    def expected_logits(support: Tensor, labels: Tensor, queries: Tensor, lam: Tensor) -> Tensor:
+        return ridge_logits(support, labels, queries, int(labels.max()) + 1, lam.log())
+
+    def with_ones(t: Tensor) -> Tensor:
+        return torch.cat([t, torch.ones(len(t), 1, dtype=t.dtype)], dim=1)
+
+    def ridge(features: Tensor, targets: Tensor, lam: Tensor) -> Tensor:
+        eye = torch.eye(features.shape[1], dtype=features.dtype)
+        return torch.linalg.solve(features.T @ features + lam * eye, features.T @ targets)
+
+    for classes, shots, dim, lam_range, gradient in ((3, 2, 4, (0.2, 1.0), False), (5, 1, 8, (1.0, 3.0), False),
+                                                     (2, 6, 3, (0.05, 0.3), False), (4, 3, 5, (0.3, 2.0), True)):
+        lam = torch.tensor(_uniform(generator, *lam_range), dtype=torch.float64)
+        case = (f"{classes} classes of {shots} shots, {dim}-d embeddings, lambda {lam.item():.3f}"
+                + (": gradients with respect to support, queries and lambda" if gradient else ""))
+        labels = torch.arange(classes).repeat(shots)
+        labels = labels[torch.randperm(len(labels), generator=generator)]
+        support = 0.5 + torch.randn(len(labels), dim, generator=generator, dtype=torch.float64)
+        queries = 0.5 + torch.randn(2 * classes, dim, generator=generator, dtype=torch.float64)
+        expected = expected_logits(support, labels, queries, lam).detach()
+        if not gradient:
+            got = _call(exercise, case, ridge_head, support.clone(), labels.clone(), queries.clone(), lam.clone())
+            problem = _mismatch(expected, got, "logits")
+            if problem:
+                onehot = F.one_hot(labels, classes).double()
+                centred = support - support.mean(0)
+                w_c = ridge(centred, onehot - onehot.mean(0), lam)
+                hint = _diagnose(got, [
+                    (queries @ ridge(support, onehot, lam),
+                     "the column of ones is missing: append 1 to every support and query embedding (a bias "
+                     "per class)"),
+                    (with_ones(queries) @ ridge(with_ones(support), 2 * onehot - 1, lam),
+                     "the targets are -1/+1: R2-D2 regresses the one-hot labels (0/1)"),
+                    (with_ones(queries) @ ridge(with_ones(support), onehot, lam**2),
+                     "the penalty is lambda, not lambda^2"),
+                    ((queries - support.mean(0)) @ w_c + onehot.mean(0),
+                     "this centres the data, which leaves the bias unpenalised (the linear probe's ridge_solution); "
+                     "R2-D2 appends a column of ones and penalises its weight like the others"),
+                ], "W = Phi^T (Phi Phi^T + lam I)^-1 Y with Phi = [support, 1] and Y the one-hot labels; "
+                   "logits = [queries, 1] @ W")
+                raise _failure(exercise, case, *problem, hint)
+        else:
+            leaves = {"support": support.clone().requires_grad_(True), "queries": queries.clone().requires_grad_(True),
+                      "lam": lam.clone().requires_grad_(True)}
+            query_labels = torch.randint(classes, (len(queries),), generator=generator)
+
+            def gradients(logits: Tensor, leaves: dict[str, Tensor] = leaves,
+                          query_labels: Tensor = query_labels) -> dict[str, Tensor]:
+                # Runs where the student's function ran: the three leaves there are these.
+                loss = F.cross_entropy(logits, query_labels)
+                grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+                return {name: torch.zeros_like(leaf) if g is None else g
+                        for (name, leaf), g in zip(leaves.items(), grads)}
+
+            status, got = _call(exercise, case, ridge_head, leaves["support"], labels.clone(), leaves["queries"],
+                                leaves["lam"], then=_attempt(gradients))
+            if status == "error":
+                raise _failure(exercise, case, "logits that depend on support, queries and lam", got,
+                               "compute the head from its inputs: no .detach(), no torch.no_grad(), no .item()")
+            mine = {name: t.clone().requires_grad_(True) for name, t in
+                    (("support", support), ("queries", queries), ("lam", lam))}
+            logits = expected_logits(mine["support"], labels, mine["queries"], mine["lam"])
+            expected_grads = dict(zip(mine, torch.autograd.grad(F.cross_entropy(logits, query_labels),
+                                                                list(mine.values()))))
+            problem = _params_mismatch(expected_grads, got)
+            if problem:
+                no_solve = dict(expected_grads, support=torch.zeros_like(support), lam=torch.zeros_like(lam))
+                hint = _diagnose(got, [
+                    (no_solve, "no gradient flows through the solve: the support embeddings and lambda must stay "
+                               "in the graph (R2-D2 trains its body through the head)"),
+                ], "the logits must be computed from support, queries and lam by differentiable operations "
+                   "(torch.linalg.solve has a backward)")
+                raise _failure(exercise, case, *problem, hint)
         cases.append(case)
     _passed(exercise, cases)
