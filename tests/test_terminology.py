@@ -30,9 +30,7 @@ RL_PAGES = {"06_applications.md", "glossary.md"}
 RL_WORDS = re.compile(r"策略|奖励|回报|强化学习")
 # Rule -> translation files that do not follow it yet.
 NOT_YET: dict[str, set[str]] = {
-    # Temporary (issue 27, task "one Chinese term per concept"): chapter 8's summary is being
-    # rewritten on another branch; remove it from here once its 内层步 are 内层更新.
-    "inner step": {"08_summary.md"},
+    "inner step": set(),
     "episode": set(),
 }
 
