@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hand_ins import fork_server_sabotage
 
 from mtlcode.course import __main__ as course_cli
 from mtlcode.course.grading import check_calls, grade
@@ -219,18 +220,7 @@ def test_a_process_that_leaves_the_session_is_ended_and_holds_no_pipe(tmp_path, 
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGSTOP"])
 def test_a_hand_in_that_kills_or_stops_the_fork_server_spoils_no_later_grade(tmp_path, signal_name):
     # The fork server every notebook's process comes from is replaced when a hand-in killed or stopped it.
-    saboteur = write(tmp_path, "saboteur.ipynb", RIGHT + (
-        "\nimport os, signal\n"
-        "def _parent(pid):\n"
-        "    for line in open(f'/proc/{pid}/status'):\n"
-        "        if line.startswith('PPid:'):\n"
-        "            return int(line.split()[1])\n"
-        "_pid, _servers = os.getpid(), []\n"
-        "for _ in range(4):\n"
-        "    _pid = _parent(_pid)\n"
-        "    if b'forkserver' in open(f'/proc/{_pid}/cmdline', 'rb').read():\n"
-        "        _servers.append(_pid)\n"
-        f"os.kill(_servers[-1], signal.{signal_name})\n"))
+    saboteur = write(tmp_path, "saboteur.ipynb", RIGHT + fork_server_sabotage(signal_name))
     wrong, right = write(tmp_path, "wrong.ipynb", WRONG), write(tmp_path, "right.ipynb", RIGHT)
     done = run_grader(saboteur, wrong, right, "--timeout", "30", timeout=150)
     assert lines(done.stdout) == {"saboteur.ipynb": "passed", "wrong.ipynb": "failed", "right.ipynb": "passed"}, done

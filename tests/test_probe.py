@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from hand_ins import fork_server_sabotage
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -463,18 +464,7 @@ def grade_in_a_subprocess(*names_and_solutions: tuple[str, str], timeout: float 
 
 def fork_server_saboteur(signal_name: str) -> str:
     right, _ = _grading()
-    return right + (
-        "\nimport os, signal\n"
-        "def _parent(pid):\n"
-        "    for line in open(f'/proc/{pid}/status'):\n"
-        "        if line.startswith('PPid:'):\n"
-        "            return int(line.split()[1])\n"
-        "_pid, _servers = os.getpid(), []\n"
-        "for _ in range(4):\n"
-        "    _pid = _parent(_pid)\n"
-        "    if b'forkserver' in open(f'/proc/{_pid}/cmdline', 'rb').read():\n"
-        "        _servers.append(_pid)\n"
-        f"os.kill(_servers[-1], signal.{signal_name})\n")
+    return right + fork_server_sabotage(signal_name)
 
 
 def escaped_background_process(folder: Path) -> str:
