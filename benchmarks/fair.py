@@ -353,10 +353,18 @@ def final_parts(choice: dict[str, int], seeds: tuple[int, ...], splits: tuple[in
     return parts
 
 
+# CPU-seconds of scoring one part at its four checkpoints, measured in the first v3 run (one thread):
+# for --plan and to start the longest parts first. Scoring a pre-training costs more than training
+# it: three fine-tuning methods, three options each, on validation and test tasks.
+SCORING_SECONDS = {("pretrained", 0): 390, ("baselinepp", 0): 62, ("protonet", 1): 3, ("protonet", 5): 5,
+                   ("anil", 5): 85}
+SCORING_SECONDS_BY_SHOTS = {1: 30, 5: 210}
+
+
 def expected_seconds(part: Part, protocol: Protocol) -> float:
-    """Training plus scoring (scoring measured at about the training budget again for transfer)."""
-    scoring = {0: 2.0, 1: 0.4, 5: 0.6}[part.shots] * protocol.budget
-    return protocol.budget + scoring
+    """A part's CPU-seconds: its training budget plus its measured scoring time."""
+    scoring = SCORING_SECONDS.get((part.training, part.shots), SCORING_SECONDS_BY_SHOTS.get(part.shots, 60))
+    return protocol.budget + scoring * protocol.budget / 60.0
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
