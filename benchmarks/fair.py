@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 import mtlcode
 from benchmarks.common import Partials, parser, run_parts, write_result
-from benchmarks.fair_report import plot, report
+from benchmarks.fair_report import META, TRANSFER, plot, report
 from benchmarks.omniglot import digit_benchmarks, fine_tuner, small_splits, tasks
 from mtlcode import ANIL, MAML, MetaSGD, ProtoNet, Reptile
 from mtlcode.learners.base import Learner
@@ -51,9 +51,9 @@ from mtlcode.learners.finetune import CosineHead, pretrain
 from mtlcode.models import Conv4
 from mtlcode.tasks import NWayKShot
 
-META = ("maml", "fomaml", "anil", "metasgd", "reptile", "protonet")
 PRETRAININGS = {"pretrained": ("finetune_head", "finetune_all", "finetune_linear_probe"), "baselinepp": ("baselinepp",)}
-TRANSFER = tuple(m for methods in PRETRAININGS.values() for m in methods)
+# The pre-trainings and the fine-tuning methods scored from each (META, TRANSFER: fair_report).
+assert tuple(m for methods in PRETRAININGS.values() for m in methods) == TRANSFER
 TRAININGS = (*META, *PRETRAININGS)
 # Two configurations per training. The inner-loop learners: the MAML paper's two Omniglot inner
 # loops (5-way: one step of 0.4; 20-way: five steps of 0.1; Finn et al., 2017), Reptile: three
