@@ -14,7 +14,8 @@ laid out ``images_<set>/<alphabet>/<character>/<drawing>.png``:
 
 :class:`Omniglot` decodes a choice of these archives into one tensor (strokes 1.0, paper 0.0);
 :func:`split_alphabets` divides alphabets into meta-train / validation / meta-test parts; and
-:func:`lake_one_shot_runs` loads the 20 runs of the original 20-way one-shot benchmark.
+:func:`lake_one_shot_runs` loads the 20 runs of the original 20-way one-shot benchmark
+(:func:`lake_style_runs` builds runs like them from other alphabets, for validation).
 
 Where the files live: see :func:`data_root`. Each archive is checked against its published md5
 before use, and fetched from the public repository ``brendenlake/omniglot`` when missing (unless
@@ -28,10 +29,11 @@ from __future__ import annotations
 # (the data set, alphabet splits), lake (the one-shot runs).
 from mtlcode.data.archives import _SETS as _SETS  # for tests that point an archive elsewhere (the same dict)
 from mtlcode.data.archives import ENV_VAR, URL_BASE, data_root
-from mtlcode.data.lake import lake_one_shot_runs
+from mtlcode.data.lake import lake_one_shot_runs, lake_style_runs
 from mtlcode.data.omniglot import Omniglot, split_alphabets
 
-__all__ = ["DOWNLOAD_TIMEOUT", "ENV_VAR", "URL_BASE", "Omniglot", "data_root", "lake_one_shot_runs", "split_alphabets"]
+__all__ = ["DOWNLOAD_TIMEOUT", "ENV_VAR", "URL_BASE", "Omniglot", "data_root", "lake_one_shot_runs", "lake_style_runs",
+           "split_alphabets"]
 
 # Defined here, not in archives, so that setting mtlcode.data.DOWNLOAD_TIMEOUT (as its error
 # message advises) reaches the downloads: archives reads it from here at each use.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -69,3 +70,44 @@ def lake_one_shot_runs(
             )
         )
     return batches
+
+
+def lake_style_runs(dataset: Any, count: int, seed: int = 0, ways: int = 20) -> list[TaskBatch]:
+    """``count`` runs built the way Lake et al. built theirs, from the alphabets of ``dataset``.
+
+    Each run takes one alphabet (in turn, over the alphabets with at least ``ways`` characters),
+    ``ways`` of its characters and two of its drawers, all at random: the support set is the first
+    drawer's drawing of each character (``support_y = 0..ways-1``), the query set the second
+    drawer's drawings in a random order. This is how validation runs are made from alphabets held
+    out of training, so that settings for Lake's 20 test runs are never chosen on those runs.
+
+    ``dataset`` is an :class:`~mtlcode.data.Omniglot` without rotations (its ``drawings`` name the
+    drawer of every image: ``"0108_07.png"`` is drawer 7). Same ``seed``, same runs.
+    """
+    count, ways = _count("count", count), _count("ways", ways, least=2)
+    if getattr(dataset, "rotations", False):
+        raise ValueError("lake_style_runs needs an Omniglot without rotations (each image one drawing)")
+    by_alphabet: dict[str, dict[int, dict[str, int]]] = {}  # alphabet -> class -> drawer -> image
+    for index, (target, file) in enumerate(zip(dataset.targets.tolist(), dataset.drawings)):
+        drawer = PurePosixPath(file).stem.rsplit("_", 1)[-1]
+        by_alphabet.setdefault(dataset.alphabet_of[target], {}).setdefault(target, {})[drawer] = index
+    usable = sorted(a for a, classes in by_alphabet.items() if len(classes) >= ways)
+    if not usable:
+        sizes = {a: len(c) for a, c in sorted(by_alphabet.items())}
+        raise ValueError(f"no alphabet has {ways} characters for a {ways}-way run; characters per alphabet: {sizes}")
+    generator = torch.Generator().manual_seed(seed)
+    runs = []
+    for r in range(count):
+        classes = by_alphabet[usable[r % len(usable)]]
+        ids = sorted(classes)
+        chosen = [ids[i] for i in torch.randperm(len(ids), generator=generator)[:ways].tolist()]
+        drawers = sorted(set.intersection(*(set(classes[c]) for c in chosen)))
+        if len(drawers) < 2:
+            raise ValueError(f"fewer than two drawers drew all of {chosen} in {usable[r % len(usable)]}")
+        first, second = (drawers[i] for i in torch.randperm(len(drawers), generator=generator)[:2].tolist())
+        order = torch.randperm(ways, generator=generator)
+        support = torch.stack([dataset.images[classes[c][first]] for c in chosen])
+        query = torch.stack([dataset.images[classes[chosen[i]][second]] for i in order.tolist()])
+        runs.append(TaskBatch(support_x=support[None], support_y=torch.arange(ways)[None],
+                              query_x=query[None], query_y=order[None].clone()))
+    return runs
