@@ -117,3 +117,7 @@ def test_the_multi_seed_benchmarks_refuse_bad_seeds_and_workers(bad, capsys):
             benchmark.main(["--quick", "--plan", *bad] if benchmark is omniglot else ["--quick", *bad])
         err = capsys.readouterr().err
         assert "--seeds" in err or "--workers" in err, err
+    with pytest.raises(FileNotFoundError, match=r"python -m benchmarks\.fair`"):
+        results.load_result("omniglot_v3", tmp_path)  # written by fair.py, not omniglot.py
+    with pytest.raises(FileNotFoundError, match=r"python -m benchmarks\.lake`"):
+        results.load_result("lake_v3", tmp_path)
