@@ -55,6 +55,22 @@ def test_the_repository_results_are_found():
     assert results.load_result("speed")["rows"]
 
 
+def test_the_committed_sinusoid_parts_are_the_ones_its_command_would_reuse():
+    """Every part of sinusoid_v2.json has the fingerprint the code gives it: rerunning the recorded
+    command recomputes nothing (adding a method must not invalidate the other methods' parts)."""
+    from benchmarks import sinusoid
+    from benchmarks.common import RESULTS
+
+    result = json.loads((RESULTS / "sinusoid_v2.json").read_text())
+    partials = sinusoid.partials_of(RESULTS / "sinusoid_v2.json", sinusoid.Protocol(), result["seed"])
+    for training in sinusoid.TRAININGS:
+        for seed in result["seeds"]:
+            part = partials.load(training, seed, sinusoid.own_fingerprint(training))
+            assert part is not None, f"{training}-seed{seed} would be recomputed"
+            assert part["info"] == result["methods"][f"{training}-seed{seed}"]
+    assert {r["method"] for r in result["rows"]} == set(sinusoid.METHODS)
+
+
 def test_seed_difference_is_the_benchmarks_paired_comparison():
     # The benchmark pairs per-task scores seed by seed; the difference of the per-seed means
     # over the same tasks must give the same mean and interval over seeds.
