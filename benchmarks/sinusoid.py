@@ -14,7 +14,13 @@ Every training runs once per training seed (``--seeds``, default 0 1 2). The met
 * ``multihead_adam``: a fairer transfer baseline. Pre-training fits a pool of training tasks at
   once with a shared body and *one head per task* (multi-task learning: the body must learn
   features from which every sinusoid is a linear read-out, instead of the average curve); a
-  test task starts from the mean head and fine-tunes every weight with Adam, tuned as above.
+  test task starts from the mean head and fine-tunes every weight with Adam, tuned as above;
+* ``multihead_ridge``: Tian et al.'s (2020) test of the same idea, a good embedding and a linear
+  read-out. The multi-head body (trained again in its own parts, with the same code and seed:
+  the same body) is frozen, and each test task gets a ridge-regression head on the last hidden
+  layer's features plus a bias column, solved in closed form on its K support points. The penalty
+  is chosen per K on the validation tasks from ``RIDGE_PENALTIES``. It takes no gradient steps,
+  so its rows repeat one score at every step count (``optimizer`` "closed form").
 
 All methods are scored on the same 600 fresh tasks (``--seed``): MSE on 100 query points after
 1, 5, 10 and 100 steps on K = 5, 10, 20 support points (full batch, every weight). With a fixed
@@ -28,15 +34,18 @@ its figure 3) are under ``published``.
 
 Resumable: each finished (training, seed) part goes to ``<out>.partial/<training>-seed<k>.json``;
 a rerun skips those and combines everything into ``<out>.json`` (default ``sinusoid_v2.json``).
+A part's fingerprint is the protocol and the task seed, plus, for ``multihead_ridge`` alone, its
+grid of penalties (:func:`own_fingerprint`): adding that method left the other parts valid.
 
-    python -m benchmarks.sinusoid           # 4 trainings x 3 seeds, about 35 minutes on 2 CPU cores
+    python -m benchmarks.sinusoid           # 5 trainings x 3 seeds, about 40 minutes on 2 CPU cores
     python -m benchmarks.sinusoid --quick   # tiny sizes, for the tests
 
 The trainings run in parallel worker processes (``--workers``, one thread each): the network is
 so small that one thread per run is as fast as several. Time, as measured for the committed
 ``sinusoid_v2.json`` (two workers on two cores): per seed, MAML trains in about 570 s,
 first-order MAML in 450 s, pooled pre-training in 110 s and multi-head pre-training in 135 s;
-with the scoring, the 12 parts took 34 minutes.
+with the scoring, the 12 parts took 34 minutes. The three ``multihead_ridge`` parts were added
+later by a rerun (``--no-progress --workers 1``) that read the other twelve back: 261 s.
 """
 
 from __future__ import annotations
@@ -59,20 +68,23 @@ from benchmarks.common import Partials, check_seeds_and_workers, over_seeds, par
 from mtlcode import MAML
 from mtlcode.evaluation import ci95_half_width
 from mtlcode.learners.finetune import pretrain
+from mtlcode.learners.ridge import ridge_weights, with_bias
 from mtlcode.models import MLP
 from mtlcode.tasks import Sinusoid, SinusoidBatch
 
 # Each training and the methods scored from it.
 TRAININGS = {"maml": ("maml",), "fomaml": ("fomaml",), "pooled": ("pretrained", "pretrained_adam"),
-             "multihead": ("multihead_adam",)}
+             "multihead": ("multihead_adam",), "multihead_ridge": ("multihead_ridge",)}
 METHODS = tuple(m for methods in TRAININGS.values() for m in methods)
 LABELS = {"maml": "MAML", "fomaml": "first-order MAML", "pretrained": "pooled pre-training, SGD (the paper's baseline)",
-          "pretrained_adam": "pooled pre-training, Adam", "multihead_adam": "multi-head pre-training, Adam"}
+          "pretrained_adam": "pooled pre-training, Adam", "multihead_adam": "multi-head pre-training, Adam",
+          "multihead_ridge": "multi-head pre-training, frozen body, ridge head (closed form)"}
 # Finn et al. (2017), K=5, MSE after 1 / 5 / 10 gradient steps (figure 3, as quoted in issue 4).
 PUBLISHED = {"maml": {1: 0.67, 5: 0.38, 10: 0.35}, "pretrained": {1: 2.41, 5: 2.23, 10: 2.19}}
 PAPER_STEPS = (1, 5, 10)                       # the old baseline's step size is tuned on these
 BASELINE_STEP_SIZES = (0.001, 0.003, 0.01, 0.03, 0.1)
 ADAM_LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1)
+RIDGE_PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # as many as the step-size grids above
 DIVERGED_MSE = 100.0
 
 
@@ -163,7 +175,7 @@ def train(training: str, protocol: Protocol, seed: int, progress: bool = False) 
 
         losses = pretrain(model, pooled_points, protocol.iterations, protocol.meta_lr, loss=F.mse_loss,
                           generator=torch.Generator().manual_seed(seed), progress=progress)
-    elif training == "multihead":
+    elif training in ("multihead", "multihead_ridge"):  # the same training: the ridge part has its own file
         losses = pretrain_multihead(model, protocol, seed, progress)
     else:
         raise ValueError(f"unknown training {training!r}; choose from {tuple(TRAININGS)}")
@@ -279,6 +291,31 @@ def validation_score(values: Tensor) -> float:
     return math.inf if bool(diverged(values).any()) else values.mean().item()
 
 
+# -- a ridge head on the frozen body, in closed form ---------------------------------------------
+
+def ridge_head_mse(model: MLP, tasks: SinusoidBatch, shots: int, penalties: Sequence[float]) -> dict[float, Tensor]:
+    """Per-task query MSE of a ridge-regression head on ``model.body``'s frozen features, per penalty.
+
+    For every task, the head ``[phi(x), 1] @ w`` minimises ``|[Phi, 1] w - y|^2 + penalty |w|^2``
+    on the first ``shots`` support points (the bias penalised like the weights: R2-D2's
+    :func:`~mtlcode.learners.ridge.ridge_weights`), all tasks in one batched solve, in float64
+    (a small penalty leaves the system badly conditioned for float32). ``model.head`` is unused.
+    """
+    with torch.no_grad():
+        support = with_bias(model.body(tasks.support_x[:, :shots]).double())  # [tasks, shots, features + 1]
+        query = with_bias(model.body(tasks.query_x).double())
+        targets, query_y = tasks.support_y[:, :shots].double(), tasks.query_y.double()
+        return {penalty: ((query @ ridge_weights(support, targets, penalty) - query_y) ** 2).mean((1, 2))
+                for penalty in dict.fromkeys(penalties)}
+
+
+def tune_ridge_penalty(model: MLP, val: SinusoidBatch, shots: int) -> tuple[float, dict[float, float]]:
+    """The penalty of ``RIDGE_PENALTIES`` with the best mean validation MSE for K=``shots``, and every score."""
+    score = {penalty: validation_score(values) for penalty, values in ridge_head_mse(model, val, shots,
+                                                                                     RIDGE_PENALTIES).items()}
+    return min(score, key=score.get), score
+
+
 # -- one part: one training, one seed ------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -319,6 +356,8 @@ def tune_adam_rates(model: MLP, val: SinusoidBatch, shots: int, protocol: Protoc
 def method_cells(method: str, model: MLP, test: SinusoidBatch, val: SinusoidBatch,
                  protocol: Protocol) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every (K, steps) cell of one method on the test tasks, and the step sizes it used."""
+    if method == "multihead_ridge":
+        return ridge_cells(model, test, val, protocol)
     rows, rates = [], {}
     for shots in protocol.shots:
         if method in ("maml", "fomaml"):  # the step size they were meta-trained for
@@ -336,9 +375,34 @@ def method_cells(method: str, model: MLP, test: SinusoidBatch, val: SinusoidBatc
     return rows, {"optimizer": "adam" if method.endswith("_adam") else "sgd", "test_lr": rates}
 
 
+def ridge_cells(model: MLP, test: SinusoidBatch, val: SinusoidBatch,
+                protocol: Protocol) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """:func:`method_cells` for ``multihead_ridge``: the penalty per K from the validation tasks, then
+    one closed-form fit per test task, its score repeated at every step count (no steps are taken)."""
+    rows, penalties, validation = [], {}, {}
+    for shots in protocol.shots:
+        penalty, validation[shots] = tune_ridge_penalty(model, val, shots)
+        cell = summary(ridge_head_mse(model, test, shots, [penalty])[penalty])
+        rows += [{"method": "multihead_ridge", "K": shots, "steps": steps, "metric": "mse",
+                  "optimizer": "closed form", "lr": None, "ridge_penalty": penalty, **cell}
+                 for steps in protocol.steps]
+        penalties[shots] = penalty
+    return rows, {"optimizer": "closed form", "ridge_penalty": penalties, "validation_mse": validation,
+                  "note": "no gradient steps: the same fit and score at every step count"}
+
+
+def own_fingerprint(training: str) -> dict[str, Any] | None:
+    """What only ``training``'s parts depend on, beyond the shared fingerprint (None: nothing).
+
+    Only ``multihead_ridge`` has any (its grid of penalties); the other parts' fingerprints are
+    the ones they were written with."""
+    return {"ridge_penalties": list(RIDGE_PENALTIES)} if training == "multihead_ridge" else None
+
+
 def run_job(job: Job) -> dict[str, Any]:
     """Train one training with one seed, score its methods on the shared test tasks, save the part."""
     torch.set_num_threads(1)
+    started = time.perf_counter()
     p = job.protocol
     model, info = train(job.training, p, job.seed, job.progress)
     # The v1 benchmark's test and validation tasks (seeds task_seed + 1 and + 2).
@@ -349,8 +413,9 @@ def run_job(job: Job) -> dict[str, Any]:
     for method in TRAININGS[job.training]:
         cells, info[method] = method_cells(method, model.to(job.device), test.to(job.device), val.to(job.device), p)
         rows += cells
+    info["seconds"] = round(time.perf_counter() - started, 1)  # training and scoring
     part = {"rows": rows, "info": info}
-    job.partials.save(job.training, job.seed, part)
+    job.partials.save(job.training, job.seed, part, own_fingerprint(job.training))
     return part
 
 
@@ -380,6 +445,7 @@ def combine(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "per_seed_ci95": [r["ci95"] for r in seed_rows],
             "per_seed_without_diverged": [r["mean_without_diverged"] for r in seed_rows],
             "per_seed_median": medians, "tasks": seed_rows[0]["tasks"], "lr": [r["lr"] for r in seed_rows],
+            **({"ridge_penalty": [r["ridge_penalty"] for r in seed_rows]} if "ridge_penalty" in seed_rows[0] else {}),
         })
     return rows
 
@@ -393,7 +459,7 @@ def plot(rows: list[dict[str, Any]], protocol: Protocol, path: Path) -> None:
             mine = [r for r in rows if r["method"] == method and r["K"] == shots and r["mean_without_diverged"]]
             ax.errorbar([r["steps"] for r in mine], [r["mean_without_diverged"] for r in mine],
                         yerr=[r["ci95_without_diverged"] or 0 for r in mine], marker="o", ms=3, capsize=2,
-                        label=method)
+                        label=method, linestyle="--" if method == "multihead_ridge" else "-")
             if shots == 5 and method in PUBLISHED:
                 ax.plot(list(PUBLISHED[method]), list(PUBLISHED[method].values()), "x--", color="grey",
                         label=f"{method} (paper)")
@@ -416,6 +482,12 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"wall time {result['wall_seconds']:.0f} s, parts computed now: {len(result['computed'])}")
 
 
+def partials_of(out: Path, protocol: Protocol, task_seed: int) -> Partials:
+    """The parts of a run writing ``out``; load each with :func:`own_fingerprint` of its training."""
+    return Partials(out, {"protocol": asdict(protocol), "task_seed": task_seed, "diverged_mse": DIVERGED_MSE},
+                    required=("info",), row_keys=("method", "K", "steps"))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = parser(__doc__.splitlines()[0], "sinusoid_v2.json")
     p.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
@@ -434,14 +506,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = torch.device(args.device) if args.device else torch.device("cpu")
     mtlcode.seed_everything(args.seed)
 
-    partials = Partials(args.out, {"protocol": asdict(protocol), "task_seed": args.seed,
-                                   "diverged_mse": DIVERGED_MSE},
-                        required=("info",), row_keys=("method", "K", "steps"))
+    partials = partials_of(args.out, protocol, args.seed)
     jobs = [Job(training, seed, protocol, args.seed, partials, not args.no_progress and args.workers == 1, str(device))
             for training in TRAININGS for seed in args.seeds]
-    todo = [job for job in jobs if partials.load(job.training, job.seed) is None]
+    todo = [job for job in jobs if partials.load(job.training, job.seed, own_fingerprint(job.training)) is None]
     run_parts(run_job, todo, args.workers, progress=not args.no_progress, desc="sinusoid parts")
-    parts = [partials.load(job.training, job.seed) for job in jobs]
+    parts = [partials.load(job.training, job.seed, own_fingerprint(job.training)) for job in jobs]
     rows = combine(parts)
     published = [{"method": m, "K": 5, "steps": s, "metric": "mse", "mean": v, "source": "finn2017maml"}
                  for m, by_steps in PUBLISHED.items() for s, v in by_steps.items()]

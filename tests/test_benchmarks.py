@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -178,7 +179,7 @@ def test_sinusoid_benchmark_scores_every_method_shot_and_step_over_seeds(quick_s
     steps = sinusoid.QUICK.steps
     cells = {(r["method"], r["K"], r["steps"]) for r in saved["rows"]}
     assert cells == {(m, k, s) for m in sinusoid.METHODS for k in (5, 10, 20) for s in steps}
-    assert {"pretrained", "pretrained_adam", "multihead_adam"} <= set(sinusoid.METHODS)
+    assert {"pretrained", "pretrained_adam", "multihead_adam", "multihead_ridge"} <= set(sinusoid.METHODS)
     for row in saved["rows"]:
         assert row["metric"] == "mse" and row["seeds"] == 2 and row["training_seeds"] == [0, 1]
         assert row["median"] > 0 and len(row["per_seed_median"]) == 2
@@ -189,12 +190,24 @@ def test_sinusoid_benchmark_scores_every_method_shot_and_step_over_seeds(quick_s
         assert row["mean_without_diverged"] is None or row["mean_without_diverged"] > 0
         assert row["label"] == sinusoid.LABELS[row["method"]]
     # The old baseline's SGD step sizes come from its grid (one per K), Adam's rates from theirs.
+    # The ridge head's penalties from its own grid, one per K and seed.
     for row in saved["rows"]:
         grid = {"pretrained": sinusoid.BASELINE_STEP_SIZES}.get(row["method"], sinusoid.ADAM_LEARNING_RATES)
         if row["method"] in ("maml", "fomaml"):
             assert row["lr"] == [sinusoid.QUICK.inner_lr] * 2 and row["optimizer"] == "sgd"
+        elif row["method"] == "multihead_ridge":
+            assert row["optimizer"] == "closed form" and row["lr"] == [None, None]
+            assert set(row["ridge_penalty"]) <= set(sinusoid.RIDGE_PENALTIES) and len(row["ridge_penalty"]) == 2
         else:
-            assert set(row["lr"]) <= set(grid)
+            assert set(row["lr"]) <= set(grid) and "ridge_penalty" not in row
+    # No gradient steps: one closed-form score, repeated at every step count.
+    for shots in (5, 10, 20):
+        ridge = [r for r in saved["rows"] if r["method"] == "multihead_ridge" and r["K"] == shots]
+        assert len({json.dumps({k: v for k, v in r.items() if k != "steps"}) for r in ridge}) == 1
+    # Its part trains the multi-head network again, with the same code and seed: the same body.
+    for seed in (0, 1):
+        assert (saved["methods"][f"multihead_ridge-seed{seed}"]["final_train_loss"]
+                == saved["methods"][f"multihead-seed{seed}"]["final_train_loss"])
     assert {(r["method"], r["steps"]) for r in saved["published"]} == {(m, s) for m in ("maml", "pretrained")
                                                                        for s in (1, 5, 10)}
     assert out.with_suffix(".png").stat().st_size > 1000
@@ -208,7 +221,7 @@ def test_sinusoid_benchmark_resumes_from_its_finished_parts(quick_sinusoid):
     (out.with_suffix(".partial") / "pooled-seed1.json").unlink()
     again = sinusoid.main(["--quick", "--workers", "1", "--seeds", "0", "1", "--out", str(out), "--no-progress",
                            "--seed", "1"])
-    assert again["computed"] == ["pooled-seed1"]  # the other seven parts were read back
+    assert again["computed"] == ["pooled-seed1"]  # the other nine parts were read back
     assert again["rows"] == first["rows"]
 
 
@@ -259,6 +272,94 @@ def test_sinusoid_adaptation_is_fine_tuning_every_weight_with_sgd_or_adam():
             F.mse_loss(net(tasks.support_x[i]), tasks.support_y[i]).backward()
             optimizer.step()
         torch.testing.assert_close(adam[6][i], F.mse_loss(net(tasks.query_x[i]), tasks.query_y[i]).detach())
+
+
+def test_the_ridge_head_is_the_float64_least_squares_fit_on_the_frozen_features():
+    """ridge_head_mse against two references per task: the normal equations, and lstsq of the
+    augmented system [Phi; sqrt(penalty) I] w = [y; 0] (the same minimiser), both in float64."""
+    import torch
+
+    from benchmarks import sinusoid
+    from mtlcode.tasks import Sinusoid
+
+    model = sinusoid.network(0)
+    tasks = Sinusoid().sample(4, 10, 7, generator=torch.Generator().manual_seed(0))
+    shots = 6
+    scores = sinusoid.ridge_head_mse(model, tasks, shots, [1e-3, 1.0])
+    assert set(scores) == {1e-3, 1.0}
+    with torch.no_grad():
+        for penalty, values in scores.items():
+            assert values.shape == (4,) and values.dtype == torch.float64
+            for i in range(4):
+                phi = model.body(tasks.support_x[i, :shots]).double()
+                phi = torch.cat([phi, torch.ones(shots, 1, dtype=torch.float64)], 1)  # the bias column
+                y = tasks.support_y[i, :shots].double()
+                normal = torch.linalg.solve(phi.T @ phi + penalty * torch.eye(phi.shape[1], dtype=torch.float64),
+                                            phi.T @ y)
+                augmented = torch.cat([phi, penalty ** 0.5 * torch.eye(phi.shape[1], dtype=torch.float64)])
+                lstsq = torch.linalg.lstsq(augmented, torch.cat([y, torch.zeros(phi.shape[1], 1,
+                                                                                dtype=torch.float64)])).solution
+                torch.testing.assert_close(normal, lstsq)
+                query = model.body(tasks.query_x[i]).double()
+                query = torch.cat([query, torch.ones(len(query), 1, dtype=torch.float64)], 1)
+                expected = ((query @ normal - tasks.query_y[i].double()) ** 2).mean()
+                torch.testing.assert_close(values[i], expected)
+    # The head is fitted to the task: on the support points themselves it beats predicting zero.
+    on_support = replace(tasks, query_x=tasks.support_x[:, :shots], query_y=tasks.support_y[:, :shots])
+    fit = sinusoid.ridge_head_mse(model, on_support, shots, [1e-3])[1e-3]
+    assert (fit < (tasks.support_y[:, :shots] ** 2).mean((1, 2))).all()
+
+
+def test_the_ridge_penalty_is_chosen_on_the_validation_tasks_only(monkeypatch):
+    """Tuning sees the validation tasks alone; the test tasks get one fit, with the chosen penalty.
+    Changing the test tasks' targets changes no penalty; changing the validation tasks can."""
+    import torch
+
+    from benchmarks import sinusoid
+    from mtlcode.tasks import Sinusoid
+
+    model = sinusoid.network(0)
+    protocol = sinusoid.replace(sinusoid.QUICK, iterations=30, pool_tasks=8)
+    sinusoid.pretrain_multihead(model, protocol, seed=0, progress=False)
+    test, val = (Sinusoid().sample(n, 20, 10, generator=torch.Generator().manual_seed(seed))
+                 for n, seed in ((12, 1), (6, 2)))
+    calls = []
+    real = sinusoid.ridge_head_mse
+
+    def spy(model, tasks, shots, penalties):
+        calls.append((tasks, shots, list(penalties)))
+        return real(model, tasks, shots, penalties)
+
+    monkeypatch.setattr(sinusoid, "ridge_head_mse", spy)
+    rows, info = sinusoid.method_cells("multihead_ridge", model, test, val, protocol)
+    tuned = [(tasks, shots) for tasks, shots, penalties in calls if penalties == list(sinusoid.RIDGE_PENALTIES)]
+    scored = [(tasks, shots, penalties) for tasks, shots, penalties in calls if len(penalties) == 1]
+    assert len(tuned) == len(scored) == len(protocol.shots) and len(tuned) + len(scored) == len(calls)
+    assert all(tasks is val for tasks, _ in tuned) and all(tasks is test for tasks, _, _ in scored)
+    for _, shots, penalties in scored:
+        scores = info["validation_mse"][shots]
+        assert penalties == [info["ridge_penalty"][shots]] == [min(scores, key=scores.get)]
+    assert {r["ridge_penalty"] for r in rows if r["K"] == 5} == {info["ridge_penalty"][5]}
+    monkeypatch.setattr(sinusoid, "ridge_head_mse", real)
+    # Other test targets: other scores, the same penalties.
+    flipped = replace(test, support_y=-3 * test.support_y, query_y=-3 * test.query_y)
+    rows_flipped, info_flipped = sinusoid.method_cells("multihead_ridge", model, flipped, val, protocol)
+    assert info_flipped["ridge_penalty"] == info["ridge_penalty"]
+    assert [r["mean"] for r in rows_flipped] != [r["mean"] for r in rows]
+    # Validation targets of pure noise (nothing to fit: the best head is zero) pick larger penalties.
+    noise = torch.Generator().manual_seed(3)
+    noisy = replace(val, support_y=torch.randn(val.support_y.shape, generator=noise),
+                    query_y=torch.randn(val.query_y.shape, generator=noise))
+    _, info_noise = sinusoid.method_cells("multihead_ridge", model, test, noisy, protocol)
+    assert all(info_noise["ridge_penalty"][k] > info["ridge_penalty"][k] for k in protocol.shots)
+
+
+def test_only_the_ridge_parts_have_a_fingerprint_of_their_own():
+    """Adding multihead_ridge left the fingerprints of the other trainings' parts as they were."""
+    from benchmarks import sinusoid
+
+    assert sinusoid.own_fingerprint("multihead_ridge") == {"ridge_penalties": list(sinusoid.RIDGE_PENALTIES)}
+    assert all(sinusoid.own_fingerprint(t) is None for t in sinusoid.TRAININGS if t != "multihead_ridge")
 
 
 def test_multihead_pretraining_leaves_the_mean_head_on_the_network():

@@ -44,11 +44,31 @@ def test_pivot_lays_rows_out_as_a_markdown_table():
 def test_missing_result_names_the_command_that_makes_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m benchmarks.omniglot"):
         results.load_result("omniglot_v2", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"python -m benchmarks\.fair`"):
+        results.load_result("omniglot_v3", tmp_path)  # written by fair.py, not omniglot.py
+    with pytest.raises(FileNotFoundError, match=r"python -m benchmarks\.lake`"):
+        results.load_result("lake_v3", tmp_path)
 
 
 def test_the_repository_results_are_found():
     assert (results.results_dir() / "speed.json").is_file()
     assert results.load_result("speed")["rows"]
+
+
+def test_the_committed_sinusoid_parts_are_the_ones_its_command_would_reuse():
+    """Every part of sinusoid_v2.json has the fingerprint the code gives it: rerunning the recorded
+    command recomputes nothing (adding a method must not invalidate the other methods' parts)."""
+    from benchmarks import sinusoid
+    from benchmarks.common import RESULTS
+
+    result = json.loads((RESULTS / "sinusoid_v2.json").read_text())
+    partials = sinusoid.partials_of(RESULTS / "sinusoid_v2.json", sinusoid.Protocol(), result["seed"])
+    for training in sinusoid.TRAININGS:
+        for seed in result["seeds"]:
+            part = partials.load(training, seed, sinusoid.own_fingerprint(training))
+            assert part is not None, f"{training}-seed{seed} would be recomputed"
+            assert part["info"] == result["methods"][f"{training}-seed{seed}"]
+    assert {r["method"] for r in result["rows"]} == set(sinusoid.METHODS)
 
 
 def test_seed_difference_is_the_benchmarks_paired_comparison():

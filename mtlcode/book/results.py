@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 _PACKAGED = "mtlcode.benchmark_results"  # benchmarks/results, as installed by pip (pyproject.toml)
+# The script that writes a result file, where it is not benchmarks.<the name's first word>.
+_PRODUCERS = {"omniglot_v3": "fair", "claims": "claims"}
 
 
 def results_dir() -> Path:
@@ -41,7 +43,7 @@ def load_result(name: str, folder: str | os.PathLike[str] | None = None) -> dict
     if not path.is_file():
         raise FileNotFoundError(
             f"benchmark result {path} not found; produce it with "
-            f"`python -m benchmarks.{name.split('_')[0]}` in a clone of the repository"
+            f"`python -m benchmarks.{_PRODUCERS.get(name, name.split('_')[0])}` in a clone of the repository"
         )
     return json.loads(path.read_text())
 
