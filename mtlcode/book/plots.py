@@ -219,12 +219,24 @@ def anytime_curves(result: dict[str, Any], benchmarks: Sequence[str], width: flo
                     "--" if transfer else "-", marker="s" if transfer else "o", ms=3, label=curve["method"])
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
-        ax.set_title(benchmark, fontsize=10)
+        ax.set_title(_benchmark_title(benchmark), fontsize=10)
         ax.set_xlabel("training CPU-minutes (one thread)", fontsize=8)
     axes[0, 0].set_ylabel("test accuracy, mean over seeds", fontsize=8)
-    axes[0, -1].legend(fontsize=7, loc="lower right", ncol=2)
-    fig.tight_layout()
+    # Below the panels, where it hides no curve.
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=5, frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig
+
+
+def _benchmark_title(name: str) -> str:
+    """``heldout_5way1shot`` -> ``held-out alphabets, 5-way 1-shot`` (other names unchanged)."""
+    domain, _, setting = name.partition("_")
+    where = {"heldout": "held-out alphabets", "digits": "digits", "test": "test alphabets"}.get(domain)
+    if where is None or "way" not in setting:
+        return name
+    ways, shots = setting.removesuffix("shot").split("way")
+    return f"{where}, {ways}-way {shots}-shot"
 
 
 _TRANSFER_METHODS = ("finetune_head", "finetune_all", "finetune_linear_probe", "baselinepp")
