@@ -227,4 +227,5 @@ def anytime_curves(result: dict[str, Any], benchmarks: Sequence[str], width: flo
     return fig
 
 
-_TRANSFER_METHODS = ("finetune_head", "finetune_all", "finetune_linear_probe", "baselinepp")
+_TRANSFER_METHODS = ("finetune_head", "finetune_all", "finetune_linear_probe", "baselinepp",
+                     "finetune_lora", "finetune_bitfit", "finetune_film")  # the last three: benchmarks/trends.py
