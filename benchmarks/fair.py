@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -138,21 +140,46 @@ class Part:
         return f"{self.training}-c{self.config}-k{self.shots}-split{self.split}"
 
 
-def iterations(protocol: Protocol, part: Part) -> int:
+@dataclass(frozen=True)
+class Methods:
+    """What a run under protocol v3 trains and how it scores it.
+
+    ``V3`` is this script's own; ``benchmarks.trends`` runs other trainings under the same rules
+    with its own. ``pretrainings`` maps each pre-training to the fine-tuning methods scored from
+    it (every other training is a meta-learner, scored as itself); ``fine_tuning_modes`` maps those
+    methods to ``finetune``'s modes. ``learner(part, protocol)`` builds a meta-learner (default
+    :func:`meta_learner`); ``tuner(model, mode, steps, lr)`` is the fine-tuning function scored
+    (default ``benchmarks.omniglot.fine_tuner``).
+    """
+
+    trainings: tuple[str, ...]
+    pretrainings: dict[str, tuple[str, ...]]
+    grids: dict[str, list[dict[str, float]]]
+    test_options: dict[str, list[Any]]
+    fine_tuning_modes: dict[str, str]
+    seconds_per_iteration: dict[tuple[str, int, int], float]
+    learner: Callable[[Part, Protocol], Learner] | None = None
+    tuner: Callable[..., Any] | None = None
+
+
+V3 = Methods(TRAININGS, PRETRAININGS, GRIDS, TEST_OPTIONS, FINE_TUNING_MODES, SECONDS_PER_ITERATION)
+
+
+def iterations(protocol: Protocol, part: Part, methods: Methods = V3) -> int:
     if part.training in protocol.iterations:
         return protocol.iterations[part.training]
-    return max(8, round(protocol.budget / SECONDS_PER_ITERATION[part.training, part.shots, part.config]))
+    return max(8, round(protocol.budget / methods.seconds_per_iteration[part.training, part.shots, part.config]))
 
 
-def methods_of(training: str) -> tuple[str, ...]:
-    return PRETRAININGS.get(training, (training,))
+def methods_of(training: str, methods: Methods = V3) -> tuple[str, ...]:
+    return methods.pretrainings.get(training, (training,))
 
 
-def test_options(method: str, config: int) -> list[Any]:
+def test_options(method: str, config: int, methods: Methods = V3) -> list[Any]:
     """The test-time options of ``method`` trained with configuration ``config``."""
-    if method in TEST_OPTIONS:
-        return TEST_OPTIONS[method]
-    return [GRIDS[method][config]["inner_steps"] * m for m in STEP_MULTIPLES]
+    if method in methods.test_options:
+        return methods.test_options[method]
+    return [methods.grids[method][config]["inner_steps"] * m for m in STEP_MULTIPLES]
 
 
 def shots_of(part: Part) -> tuple[int, ...]:
@@ -185,16 +212,17 @@ def episodes(part: Part, protocol: Protocol) -> tuple[int, int, int]:
     return 5, protocol.queries, protocol.meta_batch
 
 
-def adapter(method: str, trained: Any, option: Any):
+def adapter(method: str, trained: Any, option: Any, methods: Methods = V3):
     """What :func:`mtlcode.evaluate` scores: a learner (with its steps) or a fine-tuning function."""
-    if method in META:
+    if method not in methods.fine_tuning_modes:  # a meta-learner
         return trained, option
     steps, lr = option
-    return fine_tuner(trained, FINE_TUNING_MODES[method], steps, lr), None
+    return (methods.tuner or fine_tuner)(trained, methods.fine_tuning_modes[method], steps, lr), None
 
 
-def accuracy(method: str, trained: Any, option: Any, batch, protocol: Protocol) -> mtlcode.evaluation.Evaluation:
-    scored, steps = adapter(method, trained, option)
+def accuracy(method: str, trained: Any, option: Any, batch, protocol: Protocol,
+             methods: Methods = V3) -> mtlcode.evaluation.Evaluation:
+    scored, steps = adapter(method, trained, option, methods)
     chunks = [batch[i:i + protocol.eval_chunk] for i in range(0, len(batch), protocol.eval_chunk)]
     return mtlcode.evaluate(scored, chunks, steps=steps)
 
@@ -239,28 +267,34 @@ def benchmark_shots(name: str) -> int:
 
 
 def checkpoint_scores(part: Part, trained: Any, material: Material, protocol: Protocol,
-                      with_test: bool) -> dict[str, Any]:
+                      with_test: bool, methods: Methods = V3) -> dict[str, Any]:
     """Validation accuracy of every method and option; test accuracy with the validation's choice."""
     out = {}
-    for method in methods_of(part.training):
+    for method in methods_of(part.training, methods):
         for k in shots_of(part):
-            options = test_options(method, part.config)
-            val = {str(option): accuracy(method, trained, option, material.val[k], protocol).mean for option in options}
+            options = test_options(method, part.config, methods)
+            val = {str(option): accuracy(method, trained, option, material.val[k], protocol, methods).mean
+                   for option in options}
             best = max(options, key=lambda o: val[str(o)])
             entry: dict[str, Any] = {"val_by_option": val, "option": best, "val": val[str(best)]}
             if with_test:
-                entry["test"] = {name: [round(v, 4) for v in accuracy(method, trained, best, batch, protocol).values]
+                entry["test"] = {name: [round(v, 4) for v in accuracy(method, trained, best, batch, protocol,
+                                                                      methods).values]
                                  for name, batch in material.test.items() if benchmark_shots(name) == k}
             out[f"{method}/{k}"] = entry
     return out
 
 
-def run_part(job: tuple[Part, Protocol, str | None, Partials, bool]) -> dict[str, Any]:
-    """Train one part, scoring it at every checkpoint; save and return it."""
-    part, protocol, root, partials, with_test = job
+def run_part(job: tuple[Any, ...]) -> dict[str, Any]:
+    """Train one part, scoring it at every checkpoint; save and return it.
+
+    ``job``: ``(part, protocol, root, partials, with_test)``, and optionally the :class:`Methods`
+    (default ``V3``)."""
+    part, protocol, root, partials, with_test, *rest = job
+    methods: Methods = rest[0] if rest else V3
     torch.set_num_threads(1)
     material = material_of(protocol, part.split, root)
-    total = iterations(protocol, part)
+    total = iterations(protocol, part, methods)
     marks = sorted({max(1, round(total * f)) for f in CHECKPOINTS})
     curve: list[dict[str, Any]] = []
     clock = {"start": time.process_time(), "scoring": 0.0}
@@ -272,22 +306,22 @@ def run_part(job: tuple[Part, Protocol, str | None, Partials, bool]) -> dict[str
         trained_cpu = began - clock["start"] - clock["scoring"]
         module = trained.model if isinstance(trained, Learner) else trained
         was_training = module.training  # scoring must not change how training goes on
-        scores = checkpoint_scores(part, trained, material, protocol, with_test)
+        scores = checkpoint_scores(part, trained, material, protocol, with_test, methods)
         module.train(was_training)
         curve.append({"step": step, "cpu_seconds": round(trained_cpu, 2), "examples": step * examples_per_step,
                       "scores": scores})
         clock["scoring"] += time.process_time() - began
 
-    if part.training in PRETRAININGS:
-        losses = _pretrain(part, protocol, material, total, score_at)
+    if part.training in methods.pretrainings:
+        losses = _pretrain(part, protocol, material, total, score_at, methods)
         final = {"final_train_loss": sum(losses[-50:]) / len(losses[-50:])}
     else:
-        learner = meta_learner(part, protocol)
+        learner = (methods.learner or meta_learner)(part, protocol)
         ways, queries, meta_batch = episodes(part, protocol)
         sampler = NWayKShot(material.train, ways, part.shots, queries)
         history = mtlcode.meta_train(
-            learner, lambda g: sampler.sample(meta_batch, generator=g), total, GRIDS[part.training][part.config].get(
-                "lr", protocol.meta_lr), seed=part.seed, progress=False,
+            learner, lambda g: sampler.sample(meta_batch, generator=g), total,
+            methods.grids[part.training][part.config].get("lr", protocol.meta_lr), seed=part.seed, progress=False,
             callback=lambda step, _: score_at(step, learner, meta_batch * ways * (part.shots + queries)))
         last = history["metric"][-50:]
         final = {"final_train_accuracy": sum(last) / len(last)}
@@ -297,14 +331,16 @@ def run_part(job: tuple[Part, Protocol, str | None, Partials, bool]) -> dict[str
     return result
 
 
-def _pretrain(part: Part, protocol: Protocol, material: Material, total: int, score_at) -> list[float]:
+def _pretrain(part: Part, protocol: Protocol, material: Material, total: int, score_at,
+              methods: Methods = V3) -> list[float]:
     classes = int(material.train.targets.max()) + 1
     torch.manual_seed(part.seed)
     model = Conv4(ways=classes, hidden=protocol.hidden, image_size=protocol.image_size)
     if part.training == "baselinepp":
         model.head = CosineHead(model.feature_dim, classes, protocol.cosine_scale)
     # Fine-tuning sees the model in training mode, as in v2 (batch statistics of the task's images).
-    return pretrain(model, material.train, total, GRIDS[part.training][part.config]["lr"], protocol.pretrain_batch,
+    lr = methods.grids[part.training][part.config]["lr"]
+    return pretrain(model, material.train, total, lr, protocol.pretrain_batch,
                     generator=torch.Generator().manual_seed(part.seed), progress=False,
                     callback=lambda step, _: score_at(step, model, protocol.pretrain_batch))
 
@@ -328,9 +364,10 @@ def curve_problem(part: dict[str, Any]) -> str:
 
 # -- the plan: tuning first, then the chosen configurations --------------------------------------
 
-def tuning_parts() -> list[Part]:
+def tuning_parts(methods: Methods = V3) -> list[Part]:
     """Every configuration, seed 0, split 0 (meta-learners on 1-shot episodes)."""
-    return [Part(t, c, 0 if t in PRETRAININGS else 1, 0, 0) for t in TRAININGS for c in range(len(GRIDS[t]))]
+    return [Part(t, c, 0 if t in methods.pretrainings else 1, 0, 0) for t in methods.trainings
+            for c in range(len(methods.grids[t]))]
 
 
 def chosen_config(training: str, tuned: list[dict[str, Any]]) -> int:
@@ -343,12 +380,13 @@ def chosen_config(training: str, tuned: list[dict[str, Any]]) -> int:
     return max(mine, key=lambda r: (best(r), -r["part"]["config"]))["part"]["config"]
 
 
-def final_parts(choice: dict[str, int], seeds: tuple[int, ...], splits: tuple[int, ...]) -> list[Part]:
+def final_parts(choice: dict[str, int], seeds: tuple[int, ...], splits: tuple[int, ...],
+                methods: Methods = V3) -> list[Part]:
     """The chosen configurations with every seed on split 0, and seed 0 on every split."""
     cells = [(seed, 0) for seed in seeds] + [(0, split) for split in splits if split != 0]
     parts = []
-    for t in TRAININGS:
-        for shots in ((0,) if t in PRETRAININGS else (1, 5)):
+    for t in methods.trainings:
+        for shots in ((0,) if t in methods.pretrainings else (1, 5)):
             parts += [Part(t, choice[t], shots, seed, split) for seed, split in cells]
     return parts
 
@@ -367,6 +405,31 @@ def expected_seconds(part: Part, protocol: Protocol) -> float:
     return protocol.budget + scoring * protocol.budget / 60.0
 
 
+def v3_partials(out: Path, protocol: Protocol) -> Partials:
+    """The parts of this script's run at ``out`` (``<out>.partial/``), with its fingerprint."""
+    # A part's numbers depend on the protocol, the grids and options, and its own iterations.
+    return Partials(out, {"protocol": asdict(protocol), "version": "v3", "grids": GRIDS,
+                          "test_options": TEST_OPTIONS, "step_multiples": STEP_MULTIPLES,
+                          "checkpoints": CHECKPOINTS}, problem=curve_problem)
+
+
+def own(part: Part, protocol: Protocol, methods: Methods = V3) -> dict[str, int]:
+    """What a part's numbers depend on besides the run's fingerprint: its iterations."""
+    return {"iterations": iterations(protocol, part, methods)}
+
+
+def run_missing(parts: list[Part], protocol: Protocol, partials: Partials, root: str | None, workers: int,
+                progress: bool, with_test: bool = True, methods: Methods = V3,
+                cost: Callable[[Part, Protocol], float] | None = None, desc: str = "parts") -> list[dict[str, Any]]:
+    """Train the parts not finished yet (the longest first, by ``cost``: default
+    :func:`expected_seconds`), then return every part, loaded from ``partials``."""
+    todo = [q for q in parts if partials.load(q.name, q.seed, own=own(q, protocol, methods)) is None]
+    todo.sort(key=lambda q: (cost or expected_seconds)(q, protocol), reverse=True)
+    jobs = [(q, protocol, root, partials, with_test, methods) for q in todo]
+    run_parts(run_part, jobs, workers, progress=progress, desc=desc)
+    return [partials.load(q.name, q.seed, own=own(q, protocol, methods)) for q in parts]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     p = parser(__doc__.splitlines()[0], "omniglot_v3.json")
     p.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
@@ -383,24 +446,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         p.error(f"--workers must be at least 1, got {args.workers}")
     started = time.perf_counter()
     protocol = QUICK if args.quick else Protocol()
-    # A part's numbers depend on the protocol, the grids and options, and its own iterations.
-    partials = Partials(args.out, {"protocol": asdict(protocol), "version": "v3", "grids": GRIDS,
-                                   "test_options": TEST_OPTIONS, "step_multiples": STEP_MULTIPLES,
-                                   "checkpoints": CHECKPOINTS}, problem=curve_problem)
+    partials = v3_partials(args.out, protocol)
     if args.plan:
         print(plan(protocol, args))
         return None
     small_splits(replace_protocol(protocol), args.root, 0, download=True)  # fetch once, before workers
 
     def run(parts: list[Part], with_test: bool) -> list[dict[str, Any]]:
-        todo = [q for q in parts if partials.load(q.name, q.seed, own=own(q)) is None]
-        todo.sort(key=lambda q: expected_seconds(q, protocol), reverse=True)
-        jobs = [(q, protocol, args.root, partials, with_test) for q in todo]
-        run_parts(run_part, jobs, args.workers, progress=not args.no_progress, desc="v3 parts")
-        return [partials.load(q.name, q.seed, own=own(q)) for q in parts]
-
-    def own(part: Part) -> dict[str, int]:
-        return {"iterations": iterations(protocol, part)}
+        return run_missing(parts, protocol, partials, args.root, args.workers, not args.no_progress,
+                           with_test=with_test, desc="v3 parts")
 
     tuned = run(tuning_parts(), with_test=True)
     choice = {t: chosen_config(t, tuned) for t in TRAININGS}

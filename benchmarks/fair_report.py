@@ -68,9 +68,9 @@ def intervals(per_cell: dict[tuple[int, int], float], seeds: Sequence[int], spli
             "over_splits": {**over_seeds(over_a), "per_split": over_a}}
 
 
-def score_rows(parts, seeds, splits) -> list[dict[str, Any]]:
+def score_rows(parts, seeds, splits, families: dict[str, tuple[str, ...]] = FAMILIES) -> list[dict[str, Any]]:
     rows = []
-    for family, methods in FAMILIES.items():
+    for family, methods in families.items():
         for method in methods:
             for benchmark in BENCHMARKS:
                 found = cells(parts, method, benchmark)
@@ -121,11 +121,11 @@ def comparisons(parts, seeds, splits) -> list[dict[str, Any]]:
     return out
 
 
-def anytime(parts, seeds: Sequence[int]) -> list[dict[str, Any]]:
+def anytime(parts, seeds: Sequence[int], methods: Sequence[str] = (*META, *TRANSFER)) -> list[dict[str, Any]]:
     """Per method and benchmark: at each checkpoint, the mean over seeds (split 0) of the training
     CPU-seconds and of the test accuracy with the option validation chose at that checkpoint."""
     rows = []
-    for method in (*META, *TRANSFER):
+    for method in methods:
         for benchmark in BENCHMARKS:
             curves = {cell: points for cell, points in _method_points(parts, method, shots(benchmark)).items()
                       if cell[1] == 0 and cell[0] in seeds}
@@ -143,13 +143,13 @@ def anytime(parts, seeds: Sequence[int]) -> list[dict[str, Any]]:
     return rows
 
 
-def equal_budgets(curves: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def equal_budgets(curves: list[dict[str, Any]], pairs: Sequence[tuple[str, str]] = PAIRS) -> list[dict[str, Any]]:
     """For each declared pair and benchmark: a - b at every checkpoint (the same CPU budget by
     construction) and the checkpoints where the sign of the difference changes (crossovers)."""
     by = {(c["method"], c["benchmark"]): c["points"] for c in curves}
     out = []
     for benchmark in BENCHMARKS:
-        for a, b in PAIRS:
+        for a, b in pairs:
             pa, pb = by.get((a, benchmark)), by.get((b, benchmark))
             if not pa or not pb:
                 continue

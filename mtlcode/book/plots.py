@@ -239,4 +239,5 @@ def _benchmark_title(name: str) -> str:
     return f"{where}, {ways}-way {shots}-shot"
 
 
-_TRANSFER_METHODS = ("finetune_head", "finetune_all", "finetune_linear_probe", "baselinepp")
+_TRANSFER_METHODS = ("finetune_head", "finetune_all", "finetune_linear_probe", "baselinepp",
+                     "finetune_lora", "finetune_bitfit", "finetune_film")  # the last three: benchmarks/trends.py
