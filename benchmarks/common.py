@@ -224,3 +224,31 @@ def run_parts(work: Callable[[Any], Any], jobs: Sequence[Any], workers: int, pro
     if errors:
         raise errors[0]
     return results
+
+
+class Checkpoints:
+    """Scores a training at marked steps (fractions of its iterations), keeping the scoring's CPU
+    time out of the training's: every point of ``curve`` records the training CPU-seconds up to it
+    and the examples seen. Call it from the training's callback: ``clock(step, trained,
+    examples_per_step)``; ``score(step, trained)`` returns the point's scores.
+    """
+
+    def __init__(self, total: int, fractions: Sequence[float], score: Callable[[int, Any], Any]) -> None:
+        self.marks = sorted({max(1, round(total * f)) for f in fractions})
+        self.curve: list[dict[str, Any]] = []
+        self.scoring = 0.0  # CPU-seconds spent scoring so far
+        self._score = score
+        self._start = time.process_time()
+
+    def __call__(self, step: int, trained: Any, examples_per_step: int) -> None:
+        if step not in self.marks:
+            return
+        began = time.process_time()
+        trained_cpu = began - self._start - self.scoring
+        module = getattr(trained, "model", trained)  # a learner's network, or the network itself
+        was_training = module.training  # scoring must not change how training goes on
+        scores = self._score(step, trained)
+        module.train(was_training)
+        self.curve.append({"step": step, "cpu_seconds": round(trained_cpu, 2), "examples": step * examples_per_step,
+                           "scores": scores})
+        self.scoring += time.process_time() - began

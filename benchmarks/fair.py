@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 import mtlcode
-from benchmarks.common import Partials, parser, run_parts, write_result
+from benchmarks.common import Checkpoints, Partials, parser, run_parts, write_result
 from benchmarks.fair_report import META, TRANSFER, plot, report
 from benchmarks.omniglot import digit_benchmarks, fine_tuner, small_splits, tasks
 from mtlcode import ANIL, MAML, MetaSGD, ProtoNet, Reptile
@@ -295,22 +295,8 @@ def run_part(job: tuple[Any, ...]) -> dict[str, Any]:
     torch.set_num_threads(1)
     material = material_of(protocol, part.split, root)
     total = iterations(protocol, part, methods)
-    marks = sorted({max(1, round(total * f)) for f in CHECKPOINTS})
-    curve: list[dict[str, Any]] = []
-    clock = {"start": time.process_time(), "scoring": 0.0}
-
-    def score_at(step: int, trained: Any, examples_per_step: int) -> None:
-        if step not in marks:
-            return
-        began = time.process_time()
-        trained_cpu = began - clock["start"] - clock["scoring"]
-        module = trained.model if isinstance(trained, Learner) else trained
-        was_training = module.training  # scoring must not change how training goes on
-        scores = checkpoint_scores(part, trained, material, protocol, with_test, methods)
-        module.train(was_training)
-        curve.append({"step": step, "cpu_seconds": round(trained_cpu, 2), "examples": step * examples_per_step,
-                      "scores": scores})
-        clock["scoring"] += time.process_time() - began
+    score_at = Checkpoints(total, CHECKPOINTS, lambda step, trained: checkpoint_scores(
+        part, trained, material, protocol, with_test, methods))
 
     if part.training in methods.pretrainings:
         losses = _pretrain(part, protocol, material, total, score_at, methods)
@@ -325,8 +311,8 @@ def run_part(job: tuple[Any, ...]) -> dict[str, Any]:
             callback=lambda step, _: score_at(step, learner, meta_batch * ways * (part.shots + queries)))
         last = history["metric"][-50:]
         final = {"final_train_accuracy": sum(last) / len(last)}
-    result = {"part": asdict(part), "iterations": total, "curve": curve, **final, "alphabets": material.alphabets,
-              "scoring_cpu_seconds": round(clock["scoring"], 1)}
+    result = {"part": asdict(part), "iterations": total, "curve": score_at.curve, **final,
+              "alphabets": material.alphabets, "scoring_cpu_seconds": round(score_at.scoring, 1)}
     partials.save(part.name, part.seed, result, own={"iterations": total})
     return result
 

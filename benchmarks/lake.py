@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 import mtlcode
-from benchmarks.common import Partials, over_seeds, parser, run_parts, write_result
+from benchmarks.common import Checkpoints, Partials, over_seeds, parser, run_parts, write_result
 from benchmarks.fair import CHECKPOINTS, INNER_LOOPS, STEP_MULTIPLES
 from benchmarks.omniglot import PUBLISHED_LAKE20, SMALL_SETS, fine_tuner
 from mtlcode import MAML, ProtoNet
@@ -216,23 +216,13 @@ def run_part(job: tuple[Part, Protocol, str | None, Partials, dict[str, Any]]) -
     torch.set_num_threads(1)
     material = material_of(protocol, part.stage, root)
     total = iterations(protocol, part)
-    marks = sorted({max(1, round(total * f)) for f in CHECKPOINTS})
-    curve: list[dict[str, Any]] = []
-    clock = {"start": time.process_time(), "scoring": 0.0}
 
-    def score_at(step: int, trained: Any, examples_per_step: int) -> None:
-        if step not in marks:
-            return
-        began = time.process_time()
-        module = trained.model if isinstance(trained, Learner) else trained
-        was_training = module.training  # scoring must not change how training goes on
-        index = str(marks.index(step))
+    def score(step: int, trained: Any) -> dict[str, Any]:
+        index = str(score_at.marks.index(step))  # the checkpoint's options, chosen in tuning
         options = {m: chosen.get(m, {}).get("options", {}).get(index) for m in methods_of(part.training)}
-        scores = checkpoint_scores(part, trained, material, options)
-        module.train(was_training)
-        curve.append({"step": step, "cpu_seconds": round(began - clock["start"] - clock["scoring"], 2),
-                      "examples": step * examples_per_step, "scores": scores})
-        clock["scoring"] += time.process_time() - began
+        return checkpoint_scores(part, trained, material, options)
+
+    score_at = Checkpoints(total, CHECKPOINTS, score)
 
     if part.training == "pretrained":
         classes = int(material.train.targets.max()) + 1
@@ -251,8 +241,8 @@ def run_part(job: tuple[Part, Protocol, str | None, Partials, dict[str, Any]]) -
                                      progress=False, callback=lambda step, _: score_at(
                                          step, learner, batch * protocol.ways * (1 + protocol.queries)))
         final = {"final_train_accuracy": sum(history["metric"][-50:]) / len(history["metric"][-50:])}
-    result = {"part": asdict(part), "iterations": total, "curve": curve, **final, "alphabets": material.alphabets,
-              "scoring_cpu_seconds": round(clock["scoring"], 1)}
+    result = {"part": asdict(part), "iterations": total, "curve": score_at.curve, **final,
+              "alphabets": material.alphabets, "scoring_cpu_seconds": round(score_at.scoring, 1)}
     partials.save(part.name, part.seed, result, own={"iterations": total, "chosen": chosen})
     return result
 
