@@ -458,10 +458,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     return written
 
 
-def plan(protocol: Protocol, args: Any) -> str:
-    parts = tuning_parts() + final_parts({t: 0 for t in TRAININGS}, tuple(args.seeds), tuple(args.splits))
+def plan(protocol: Protocol, args: Any, methods: Methods = V3,
+         expected: Callable[[Part, Protocol], float] = expected_seconds) -> str:
+    """The number of parts of ``methods`` and their expected CPU time (``expected``, per part)."""
+    trainings = methods.trainings
+    parts = tuning_parts(methods) + final_parts({t: 0 for t in trainings}, tuple(args.seeds), tuple(args.splits),
+                                                methods)
     unique = {(q.name, q.seed): q for q in parts}.values()
-    seconds = sum(expected_seconds(q, protocol) for q in unique)
+    seconds = sum(expected(q, protocol) for q in unique)
     return (f"{len(unique)} parts (at most; the tuning choice can reuse one per training), about "
             f"{seconds / 60:.0f} CPU-minutes, {seconds / 60 / args.workers:.0f} min on {args.workers} worker(s)")
 

@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         print(measure(protocol, args.root, args.measure_iterations))
         return None
     if args.plan:
-        print(plan(protocol, args))
+        print(fair.plan(protocol, args, METHODS, expected_seconds))
         return None
     started = time.perf_counter()
     partials = trends_partials(args.out, protocol)
@@ -315,15 +315,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if not args.no_progress:
         print(f"wrote {args.out}")
     return written
-
-
-def plan(protocol: Protocol, args: Any) -> str:
-    parts = fair.tuning_parts(METHODS) + fair.final_parts({t: 0 for t in TRAININGS}, tuple(args.seeds),
-                                                          tuple(args.splits), METHODS)
-    unique = {(q.name, q.seed): q for q in parts}.values()
-    seconds = sum(expected_seconds(q, protocol) for q in unique)
-    return (f"{len(unique)} parts (at most; the tuning choice can reuse one per training), about "
-            f"{seconds / 60:.0f} CPU-minutes, {seconds / 60 / args.workers:.0f} min on {args.workers} worker(s)")
 
 
 if __name__ == "__main__":
