@@ -33,6 +33,7 @@ the parts after the tuning phase need its choice, so the run first finishes the 
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from collections.abc import Callable
@@ -416,8 +417,9 @@ def run_missing(parts: list[Part], protocol: Protocol, partials: Partials, root:
     return [partials.load(q.name, q.seed, own=own(q, protocol, methods)) for q in parts]
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any] | None:
-    p = parser(__doc__.splitlines()[0], "omniglot_v3.json")
+def v3_parser(description: str, out_name: str) -> argparse.ArgumentParser:
+    """The options of a run under protocol v3 (this script's, and ``benchmarks.trends``'s)."""
+    p = parser(description, out_name)
     p.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
     p.add_argument("--plan", action="store_true", help="print the parts and their expected time, then exit")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds on split 0")
@@ -425,11 +427,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     p.add_argument("--tuning-only", action="store_true", help="stop after the tuning parts")
     p.add_argument("--root", default=None, help="Omniglot folder (default: $MTLCODE_DATA, then the user cache)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    return p
+
+
+def parse_v3_arguments(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``p``'s arguments, refused with a message when the seeds, splits or workers cannot run."""
     args = p.parse_args(argv)
     if any(s < 0 for s in [*args.seeds, *args.splits]) or 0 not in args.seeds or 0 not in args.splits:
         p.error("--seeds and --splits must be non-negative and include 0 (the tuning parts use seed 0, split 0)")
     if args.workers < 1:
         p.error(f"--workers must be at least 1, got {args.workers}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    p = v3_parser(__doc__.splitlines()[0], "omniglot_v3.json")
+    args = parse_v3_arguments(p, argv)
     started = time.perf_counter()
     protocol = QUICK if args.quick else Protocol()
     partials = v3_partials(args.out, protocol)

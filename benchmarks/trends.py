@@ -34,7 +34,6 @@ sizes), and its split the same alphabets; the comparisons cover whatever cells v
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections import Counter
 from dataclasses import asdict
@@ -45,7 +44,7 @@ import torch
 
 import mtlcode
 from benchmarks import fair, fair_report
-from benchmarks.common import RESULTS, Partials, parser, write_result
+from benchmarks.common import RESULTS, Partials, write_result
 from benchmarks.fair import Methods, Part, Protocol
 from mtlcode import R2D2
 from mtlcode.learners.adapters import count_adapted
@@ -262,23 +261,12 @@ def measure(protocol: Protocol, root: str | None, iterations: int = 20) -> dict[
 # -- the run -------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
-    p = parser(__doc__.splitlines()[0], "omniglot_v3_trends.json")
-    p.add_argument("--quick", action="store_true", help="tiny sizes (for tests)")
-    p.add_argument("--plan", action="store_true", help="print the parts and their expected time, then exit")
+    p = fair.v3_parser(__doc__.splitlines()[0], "omniglot_v3_trends.json")
     p.add_argument("--measure", action="store_true", help="print R2-D2's CPU-seconds per iteration, then exit")
     p.add_argument("--measure-iterations", type=int, default=20, help="iterations timed by --measure")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds on split 0")
-    p.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2], help="alphabet splits (seed 0)")
-    p.add_argument("--tuning-only", action="store_true", help="stop after the tuning parts")
     p.add_argument("--v3-out", type=Path, default=RESULTS / "omniglot_v3.json",
                    help="v3's result file; its parts (<v3-out>.partial/) are the partners of the pairs")
-    p.add_argument("--root", default=None, help="Omniglot folder (default: $MTLCODE_DATA, then the user cache)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    args = p.parse_args(argv)
-    if any(s < 0 for s in [*args.seeds, *args.splits]) or 0 not in args.seeds or 0 not in args.splits:
-        p.error("--seeds and --splits must be non-negative and include 0 (the tuning parts use seed 0, split 0)")
-    if args.workers < 1:
-        p.error(f"--workers must be at least 1, got {args.workers}")
+    args = fair.parse_v3_arguments(p, argv)
     protocol = fair.QUICK if args.quick else Protocol()
     if args.measure:
         print(measure(protocol, args.root, args.measure_iterations))
