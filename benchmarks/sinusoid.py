@@ -21,6 +21,12 @@ Every training runs once per training seed (``--seeds``, default 0 1 2). The met
   layer's features plus a bias column, solved in closed form on its K support points. The penalty
   is chosen per K on the validation tasks from ``RIDGE_PENALTIES``. It takes no gradient steps,
   so its rows repeat one score at every step count (``optimizer`` "closed form").
+* ``cnp``: in-context learning, the trend that needs no gradient step at all. A conditional
+  neural process (Garnelo et al., 2018; :class:`mtlcode.CNP` with its defaults) is meta-trained
+  as its paper trains it, on support sets of a random size per meta-batch (K from 5 to 20, the
+  test range) with 10 queries, MAML's meta-batch, rate and number of iterations; at test time it
+  reads the K support points and predicts the queries in one pass. Not tuned, like MAML; its rows
+  repeat one score at every step count (``optimizer`` "in context").
 
 All methods are scored on the same 600 fresh tasks (``--seed``): MSE on 100 query points after
 1, 5, 10 and 100 steps on K = 5, 10, 20 support points (full batch, every weight). With a fixed
@@ -34,8 +40,9 @@ its figure 3) are under ``published``.
 
 Resumable: each finished (training, seed) part goes to ``<out>.partial/<training>-seed<k>.json``;
 a rerun skips those and combines everything into ``<out>.json`` (default ``sinusoid_v2.json``).
-A part's fingerprint is the protocol and the task seed, plus, for ``multihead_ridge`` alone, its
-grid of penalties (:func:`own_fingerprint`): adding that method left the other parts valid.
+A part's fingerprint is the protocol and the task seed, plus, for ``multihead_ridge`` its grid of
+penalties and for ``cnp`` its settings (:func:`own_fingerprint`): adding those methods left the
+other parts valid.
 
     python -m benchmarks.sinusoid           # 5 trainings x 3 seeds, about 40 minutes on 2 CPU cores
     python -m benchmarks.sinusoid --quick   # tiny sizes, for the tests
@@ -65,7 +72,7 @@ from tqdm import tqdm
 
 import mtlcode
 from benchmarks.common import Partials, check_seeds_and_workers, over_seeds, parser, run_parts, write_result
-from mtlcode import MAML
+from mtlcode import CNP, MAML
 from mtlcode.evaluation import ci95_half_width
 from mtlcode.learners.finetune import pretrain
 from mtlcode.learners.ridge import ridge_weights, with_bias
@@ -74,11 +81,12 @@ from mtlcode.tasks import Sinusoid, SinusoidBatch
 
 # Each training and the methods scored from it.
 TRAININGS = {"maml": ("maml",), "fomaml": ("fomaml",), "pooled": ("pretrained", "pretrained_adam"),
-             "multihead": ("multihead_adam",), "multihead_ridge": ("multihead_ridge",)}
+             "multihead": ("multihead_adam",), "multihead_ridge": ("multihead_ridge",), "cnp": ("cnp",)}
 METHODS = tuple(m for methods in TRAININGS.values() for m in methods)
 LABELS = {"maml": "MAML", "fomaml": "first-order MAML", "pretrained": "pooled pre-training, SGD (the paper's baseline)",
           "pretrained_adam": "pooled pre-training, Adam", "multihead_adam": "multi-head pre-training, Adam",
-          "multihead_ridge": "multi-head pre-training, frozen body, ridge head (closed form)"}
+          "multihead_ridge": "multi-head pre-training, frozen body, ridge head (closed form)",
+          "cnp": "conditional neural process (in context, no steps)"}
 # Finn et al. (2017), K=5, MSE after 1 / 5 / 10 gradient steps (figure 3, as quoted in issue 4).
 PUBLISHED = {"maml": {1: 0.67, 5: 0.38, 10: 0.35}, "pretrained": {1: 2.41, 5: 2.23, 10: 2.19}}
 PAPER_STEPS = (1, 5, 10)                       # the old baseline's step size is tuned on these
@@ -86,6 +94,9 @@ BASELINE_STEP_SIZES = (0.001, 0.003, 0.01, 0.03, 0.1)
 ADAM_LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1)
 RIDGE_PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # as many as the step-size grids above
 DIVERGED_MSE = 100.0
+# The conditional neural process: mtlcode.CNP's defaults, and the range of support-set sizes it
+# trains on (one size per meta-batch, drawn uniformly, as Garnelo et al. train).
+CNP_SETTINGS = {"hidden": (128, 128), "r_dim": 128, "train_shots": (5, 20)}
 
 
 @dataclass(frozen=True)
@@ -153,7 +164,24 @@ def pretrain_multihead(model: MLP, protocol: Protocol, seed: int, progress: bool
     return losses
 
 
-def train(training: str, protocol: Protocol, seed: int, progress: bool = False) -> tuple[MLP, dict[str, Any]]:
+def train_cnp(protocol: Protocol, seed: int, progress: bool) -> tuple[CNP, list[float]]:
+    """Meta-train a conditional neural process: support sets of a random size per meta-batch
+    (``CNP_SETTINGS["train_shots"]``), ``train_shots`` queries, MAML's batch, rate and iterations."""
+    torch.manual_seed(seed)  # the CNP's initial weights
+    cnp = CNP(hidden=CNP_SETTINGS["hidden"], r_dim=CNP_SETTINGS["r_dim"])
+    fewest, most = CNP_SETTINGS["train_shots"]
+    sinusoid = Sinusoid()
+
+    def tasks(generator: torch.Generator) -> SinusoidBatch:
+        shots = int(torch.randint(fewest, most + 1, (1,), generator=generator))
+        return sinusoid.sample(protocol.meta_batch, shots, protocol.train_shots, generator=generator)
+
+    history = mtlcode.meta_train(cnp, tasks, protocol.iterations, protocol.meta_lr, seed=seed, progress=progress)
+    return cnp, history["loss"]
+
+
+def train(training: str, protocol: Protocol, seed: int,
+          progress: bool = False) -> tuple[MLP | CNP, dict[str, Any]]:
     """Train one of ``TRAININGS`` from the seeded initialisation; the network and what training logged.
 
     MAML and first-order MAML meta-train with K=10 support and 10 query points per task. The
@@ -177,6 +205,8 @@ def train(training: str, protocol: Protocol, seed: int, progress: bool = False) 
                           generator=torch.Generator().manual_seed(seed), progress=progress)
     elif training in ("multihead", "multihead_ridge"):  # the same training: the ridge part has its own file
         losses = pretrain_multihead(model, protocol, seed, progress)
+    elif training == "cnp":
+        model, losses = train_cnp(protocol, seed, progress)
     else:
         raise ValueError(f"unknown training {training!r}; choose from {tuple(TRAININGS)}")
     last = losses[-100:]
@@ -316,6 +346,22 @@ def tune_ridge_penalty(model: MLP, val: SinusoidBatch, shots: int) -> tuple[floa
     return min(score, key=score.get), score
 
 
+# -- in context: a conditional neural process reads the support set ------------------------------
+
+def cnp_cells(cnp: CNP, test: SinusoidBatch, protocol: Protocol) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """:func:`method_cells` for ``cnp``: one forward pass per test task on its first K support points,
+    the score repeated at every step count (no steps are taken)."""
+    rows = []
+    with torch.no_grad():
+        for shots in protocol.shots:
+            predictions = cnp.predict(test.support_x[:, :shots], test.support_y[:, :shots], test.query_x)
+            cell = summary(((predictions - test.query_y) ** 2).mean((1, 2)))
+            rows += [{"method": "cnp", "K": shots, "steps": steps, "metric": "mse", "optimizer": "in context",
+                      "lr": None, **cell} for steps in protocol.steps]
+    return rows, {"optimizer": "in context", "settings": own_fingerprint("cnp"),
+                  "note": "no gradient steps: the same prediction and score at every step count"}
+
+
 # -- one part: one training, one seed ------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -353,11 +399,13 @@ def tune_adam_rates(model: MLP, val: SinusoidBatch, shots: int, protocol: Protoc
     return best
 
 
-def method_cells(method: str, model: MLP, test: SinusoidBatch, val: SinusoidBatch,
+def method_cells(method: str, model: MLP | CNP, test: SinusoidBatch, val: SinusoidBatch,
                  protocol: Protocol) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every (K, steps) cell of one method on the test tasks, and the step sizes it used."""
     if method == "multihead_ridge":
         return ridge_cells(model, test, val, protocol)
+    if method == "cnp":
+        return cnp_cells(model, test, protocol)
     rows, rates = [], {}
     for shots in protocol.shots:
         if method in ("maml", "fomaml"):  # the step size they were meta-trained for
@@ -394,9 +442,14 @@ def ridge_cells(model: MLP, test: SinusoidBatch, val: SinusoidBatch,
 def own_fingerprint(training: str) -> dict[str, Any] | None:
     """What only ``training``'s parts depend on, beyond the shared fingerprint (None: nothing).
 
-    Only ``multihead_ridge`` has any (its grid of penalties); the other parts' fingerprints are
-    the ones they were written with."""
-    return {"ridge_penalties": list(RIDGE_PENALTIES)} if training == "multihead_ridge" else None
+    ``multihead_ridge`` has its grid of penalties, ``cnp`` its settings; the other parts'
+    fingerprints are the ones they were written with."""
+    if training == "multihead_ridge":
+        return {"ridge_penalties": list(RIDGE_PENALTIES)}
+    if training == "cnp":
+        return {"cnp": {key: list(value) if isinstance(value, tuple) else value
+                        for key, value in CNP_SETTINGS.items()}}
+    return None
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -459,7 +512,7 @@ def plot(rows: list[dict[str, Any]], protocol: Protocol, path: Path) -> None:
             mine = [r for r in rows if r["method"] == method and r["K"] == shots and r["mean_without_diverged"]]
             ax.errorbar([r["steps"] for r in mine], [r["mean_without_diverged"] for r in mine],
                         yerr=[r["ci95_without_diverged"] or 0 for r in mine], marker="o", ms=3, capsize=2,
-                        label=method, linestyle="--" if method == "multihead_ridge" else "-")
+                        label=method, linestyle="--" if method in ("multihead_ridge", "cnp") else "-")
             if shots == 5 and method in PUBLISHED:
                 ax.plot(list(PUBLISHED[method]), list(PUBLISHED[method].values()), "x--", color="grey",
                         label=f"{method} (paper)")

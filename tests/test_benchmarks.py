@@ -179,7 +179,7 @@ def test_sinusoid_benchmark_scores_every_method_shot_and_step_over_seeds(quick_s
     steps = sinusoid.QUICK.steps
     cells = {(r["method"], r["K"], r["steps"]) for r in saved["rows"]}
     assert cells == {(m, k, s) for m in sinusoid.METHODS for k in (5, 10, 20) for s in steps}
-    assert {"pretrained", "pretrained_adam", "multihead_adam", "multihead_ridge"} <= set(sinusoid.METHODS)
+    assert {"pretrained", "pretrained_adam", "multihead_adam", "multihead_ridge", "cnp"} <= set(sinusoid.METHODS)
     for row in saved["rows"]:
         assert row["metric"] == "mse" and row["seeds"] == 2 and row["training_seeds"] == [0, 1]
         assert row["median"] > 0 and len(row["per_seed_median"]) == 2
@@ -198,12 +198,15 @@ def test_sinusoid_benchmark_scores_every_method_shot_and_step_over_seeds(quick_s
         elif row["method"] == "multihead_ridge":
             assert row["optimizer"] == "closed form" and row["lr"] == [None, None]
             assert set(row["ridge_penalty"]) <= set(sinusoid.RIDGE_PENALTIES) and len(row["ridge_penalty"]) == 2
+        elif row["method"] == "cnp":
+            assert row["optimizer"] == "in context" and row["lr"] == [None, None] and "ridge_penalty" not in row
         else:
             assert set(row["lr"]) <= set(grid) and "ridge_penalty" not in row
-    # No gradient steps: one closed-form score, repeated at every step count.
-    for shots in (5, 10, 20):
-        ridge = [r for r in saved["rows"] if r["method"] == "multihead_ridge" and r["K"] == shots]
-        assert len({json.dumps({k: v for k, v in r.items() if k != "steps"}) for r in ridge}) == 1
+    # No gradient steps: one closed-form or in-context score, repeated at every step count.
+    for method in ("multihead_ridge", "cnp"):
+        for shots in (5, 10, 20):
+            same = [r for r in saved["rows"] if r["method"] == method and r["K"] == shots]
+            assert len({json.dumps({k: v for k, v in r.items() if k != "steps"}) for r in same}) == 1
     # Its part trains the multi-head network again, with the same code and seed: the same body.
     for seed in (0, 1):
         assert (saved["methods"][f"multihead_ridge-seed{seed}"]["final_train_loss"]
@@ -221,7 +224,7 @@ def test_sinusoid_benchmark_resumes_from_its_finished_parts(quick_sinusoid):
     (out.with_suffix(".partial") / "pooled-seed1.json").unlink()
     again = sinusoid.main(["--quick", "--workers", "1", "--seeds", "0", "1", "--out", str(out), "--no-progress",
                            "--seed", "1"])
-    assert again["computed"] == ["pooled-seed1"]  # the other nine parts were read back
+    assert again["computed"] == ["pooled-seed1"]  # the other parts were read back
     assert again["rows"] == first["rows"]
 
 
@@ -620,3 +623,30 @@ def test_footprint_benchmark_writes_import_times_and_peak_memory(tmp_path):
             ("reference", "peak_memory_mb"), ("loop", "peak_memory_mb"),
             ("loop", "memory_ratio_to_reference")} <= metrics
     assert saved["summary"]["import_ratio"] > 0.5 and saved["summary"]["loop_memory_ratio"] > 0
+
+
+def test_sinusoid_cnp_reads_each_support_set_in_one_pass():
+    """The benchmark's in-context cells are the CNP's own predictions on the first K support points."""
+    import torch
+
+    from benchmarks import sinusoid
+    from mtlcode import CNP
+    from mtlcode.tasks import Sinusoid
+
+    torch.manual_seed(0)
+    cnp = CNP(hidden=(8,), r_dim=8)
+    tasks = Sinusoid().sample(4, 20, 6, generator=torch.Generator().manual_seed(0))
+    rows, info = sinusoid.cnp_cells(cnp, tasks, sinusoid.QUICK)
+    assert info["optimizer"] == "in context" and info["settings"] == sinusoid.own_fingerprint("cnp")
+    for shots in sinusoid.QUICK.shots:
+        with torch.no_grad():
+            expected = ((cnp.predict(tasks.support_x[:, :shots], tasks.support_y[:, :shots], tasks.query_x)
+                         - tasks.query_y) ** 2).mean((1, 2))
+        mine = [r for r in rows if r["K"] == shots]
+        assert [r["steps"] for r in mine] == list(sinusoid.QUICK.steps)
+        assert all(r["mean"] == pytest.approx(expected.mean().item()) for r in mine)
+    # More support points change the prediction: the cells are not one score copied across K.
+    assert len({r["mean"] for r in rows}) == len(sinusoid.QUICK.shots)
+    # Its settings are in its parts' fingerprint, and no other training's.
+    assert sinusoid.own_fingerprint("cnp") == {"cnp": {"hidden": [128, 128], "r_dim": 128, "train_shots": [5, 20]}}
+    assert sinusoid.own_fingerprint("maml") is None
