@@ -395,6 +395,8 @@ def test_comments_are_found_by_tokenize_around_magics_and_directives():
         (4, 4, True, "an inline comment"),
         (6, 7, False, "A block of two lines that the translator reads as one sentence.")]
     assert find_comments("def f(:\n    # broken code keeps its comments\n") == []  # does not tokenize
+    assert find_comments("%%bash\n# a shell comment, not Python's\nls\n") == []
+    assert without_comments("%%bash\nls  # kept: not Python\n") == "%%bash\nls  # kept: not Python\n"
 
 
 def test_translated_comments_keep_the_code_byte_for_byte():

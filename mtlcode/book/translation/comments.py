@@ -9,8 +9,8 @@ with single spaces, so the same comment in several cells of a page is translated
 
 Python's :mod:`tokenize` finds the comments, so a ``#`` inside a string is never taken for one;
 IPython's magics (``%pip``, ``!ls``), which do not tokenize, are masked first (their lines keep
-their text, and a comment on them stays English). A cell that does not tokenize even so keeps
-its English comments. Not translated: comments without words (``# [n, K]``), tool directives
+their text, and a comment on them stays English). A cell that does not tokenize even so, or
+that a cell magic (``%%bash``) makes other than Python, keeps its English comments. Not translated: comments without words (``# [n, K]``), tool directives
 (``# noqa``, ``# type:``, ``# fmt:``, ``# pragma``), Colab form lines (``#@title``, ``#@param``)
 and shebangs, and every comment of the cells tagged ``remove-cell`` or ``remove-input``, whose
 code the book never shows (the reader notebooks show those collapsed, in English).
@@ -75,6 +75,10 @@ def _masked(lines: list[str]) -> list[str]:
 
 
 def _tokens(lines: list[str]) -> list[tokenize.TokenInfo] | None:
+    """The tokens of a cell's lines; None for a cell magic's cell (``%%bash``: not Python) and for
+    one that does not tokenize."""
+    if next((line for line in lines if line.strip()), "").lstrip().startswith("%%"):
+        return None
     masked = iter(_masked(lines))
     try:
         return list(tokenize.generate_tokens(lambda: next(masked, "")))
