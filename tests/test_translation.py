@@ -427,6 +427,16 @@ def test_the_comments_of_shown_code_are_translated_in_the_notebooks(project):
     assert cell_source(notebook["cells"][3]) == "z = 2  # a helper the book never shows"
 
 
+def test_a_comment_translation_that_drops_a_code_name_is_named(project):
+    path = _comment_project(project)
+    source = project / "book" / "01_a.ipynb"
+    source.write_text(source.read_text().replace("an inline comment", "an inline comment on `label`"))
+    _translate_comments(path, {key: text for key, text in CODE_ZH.items() if key != "an inline comment"}
+                        | {"an inline comment on `label`": "关于标签的行内注释"})
+    problems = tr.check(ZH, project)
+    assert len(problems) == 1 and "lost the code names ['`label`']" in problems[0], problems
+
+
 def test_a_changed_english_comment_is_reported_by_check(project):
     path = _comment_project(project)
     _translate_comments(path, CODE_ZH)

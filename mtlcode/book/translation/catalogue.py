@@ -29,6 +29,7 @@ from mtlcode.book.translation.english import (
 
 _MARKER = re.compile(r"^<!-- (?P<key>.+?) sha=(?P<sha>[0-9a-f]{12}) -->[ \t]*$", re.M)
 _CJK = re.compile(r"[\u3400-\u9fff]")
+_CODE_SPAN = re.compile(r"`[^`\n]+`")
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,8 @@ def comment_problems(language: Language, page: str, root: Path = ROOT) -> list[s
                             f"English text, {fingerprint(text)}; check the translation, then correct the sha")
         elif not _CJK.search(entry.text):
             problems.append(f"{where}: the translation in {rel} is not translated (no Chinese characters)")
+        elif lost := sorted(set(_CODE_SPAN.findall(text)) - set(_CODE_SPAN.findall(entry.text))):
+            problems.append(f"{where}: the translation in {rel} lost the code names {lost}; keep them as they are")
     problems += [f"{rel}: the comment {_first_words(key)} is not in the code of {page} any more (changed or "
                  "deleted): reuse its translation for the new comment, or delete it" for key in entries
                  if key not in wanted]

@@ -10,10 +10,11 @@ with single spaces, so the same comment in several cells of a page is translated
 Python's :mod:`tokenize` finds the comments, so a ``#`` inside a string is never taken for one;
 IPython's magics (``%pip``, ``!ls``), which do not tokenize, are masked first (their lines keep
 their text, and a comment on them stays English). A cell that does not tokenize even so, or
-that a cell magic (``%%bash``) makes other than Python, keeps its English comments. Not translated: comments without words (``# [n, K]``), tool directives
-(``# noqa``, ``# type:``, ``# fmt:``, ``# pragma``), Colab form lines (``#@title``, ``#@param``)
-and shebangs, and every comment of the cells tagged ``remove-cell`` or ``remove-input``, whose
-code the book never shows (the reader notebooks show those collapsed, in English).
+that a cell magic (``%%bash``) makes other than Python, keeps its English comments. Not
+translated: comments without words (``# [n, K]``), tool directives (``# noqa``, ``# type:``,
+``# fmt:``, ``# pragma``), Colab form lines (``#@title``, ``#@param``) and shebangs, and every
+comment of the cells tagged ``remove-cell`` or ``remove-input``, whose code the book never shows
+(the reader notebooks show those collapsed, in English).
 
 The translations are kept like the other translations (:mod:`mtlcode.book.translation.catalogue`),
 one Markdown file per page under ``translations/<lang>/comments/`` (``.../comments/book/
