@@ -11,6 +11,9 @@
   "情景（episode）" on its first use in a chapter, or in code, names of glued values and {term}
   targets, and the glossary's English headwords.
 
+The translations of the code's comments (``translations/zh/comments/``) are checked too; their
+markers hold the English comment, which is not prose of the edition.
+
 Pages in ``NOT_YET`` are being rewritten elsewhere; the list only shrinks: a test fails when a listed
 page already follows the rule, so that its exception is removed.
 """
@@ -36,7 +39,7 @@ NOT_YET: dict[str, set[str]] = {
 
 
 def _name(path: Path) -> str:
-    return path.name
+    return f"comments/{path.name}" if path.parent.parent.name == "comments" else path.name
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -46,7 +49,9 @@ def _paragraphs(text: str) -> list[str]:
 
 def _prose(path: Path, text: str) -> str:
     """The text with code spans (which hold {term} targets, glued names and citations), math,
-    parenthesised glosses and the glossary's English headwords taken out."""
+    parenthesised glosses, the glossary's English headwords and the markers (which name the English
+    text: a segment, or a comment of the code) taken out."""
+    text = re.sub(r"<!--.*?-->", " ", text)
     text = re.sub(r"`[^`\n]*`", " ", text)
     text = re.sub(r"\$\$.*?\$\$|\$[^$\n]*\$", " ", text, flags=re.S)
     text = re.sub(r"（[^（）\n]*）|\([^()\n]*\)", " ", text)
@@ -108,3 +113,15 @@ def test_the_rules_catch_what_they_are_for(tmp_path):
                         encoding="utf-8")
     problems = episode_problems(chapter6)
     assert len(problems) == 1 and problems[0].startswith("06_applications.md: 回合 outside") and "20 类" in problems[0]
+
+
+def test_the_comments_of_the_code_are_checked_and_their_markers_are_not_prose(tmp_path):
+    assert any(path.parent.parent.name == "comments" for path in TRANSLATIONS), "no translated comments found"
+    page = tmp_path / "comments" / "book" / "05_practice.md"
+    page.parent.mkdir(parents=True)
+    page.write_text("<!-- tasks per training episode sha=0123456789ab -->\n每个训练情景的任务数\n\n"
+                    "<!-- the inner steps sha=0123456789ab -->\n五个内层步\n", encoding="utf-8")
+    assert episode_problems(page) == []
+    assert len(inner_step_problems(page)) == 1 and inner_step_problems(page)[0].startswith("comments/05_practice.md")
+    page.write_text("<!-- one episode sha=0123456789ab -->\n一个 episode\n", encoding="utf-8")
+    assert len(episode_problems(page)) == 1

@@ -1,4 +1,5 @@
-"""The translated editions (mtlcode.book.translation): complete, current, and holding the English code.
+"""The translated editions (mtlcode.book.translation): complete, current, and holding the English code
+(apart from the comments of the code the book shows, which are translated).
 
 The tests on a small project in a temporary folder show that each kind of problem is caught and
 named; the tests on the book itself are the guard: an English edit without its translation fails
@@ -17,6 +18,7 @@ import yaml
 from mtlcode.book import translation as tr
 from mtlcode.book.language_switch import other_edition
 from mtlcode.book.notebooks import cell_source
+from mtlcode.book.translation.comments import WIDTH, find_comments, shown, translate_comments, without_comments
 from mtlcode.course.editions import write_student_edition
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,16 +230,27 @@ def test_the_committed_chinese_notebooks_are_the_generated_ones():
     assert not stale, f"{stale} differ from their translation: run `python -m mtlcode.book.translation notebooks zh`"
 
 
-def test_the_chinese_notebooks_hold_the_english_code():
+def test_the_chinese_notebooks_hold_the_english_code_with_translated_comments():
+    translated = 0
     for english in sorted((ROOT / "book").glob("*.ipynb")):
         chinese = ROOT / "zh" / "book" / english.name
-        if english.stem == "STYLE":
-            continue
-        code = [(c["id"], cell_source(c)) for c in json.loads(english.read_text())["cells"]
-                if c["cell_type"] == "code"]
-        zh_code = [(c["id"], cell_source(c)) for c in json.loads(chinese.read_text())["cells"]
-                   if c["cell_type"] == "code"]
-        assert zh_code == code, f"{chinese.relative_to(ROOT)} has other code than {english.relative_to(ROOT)}"
+        cells = [c for c in json.loads(english.read_text())["cells"] if c["cell_type"] == "code"]
+        zh_cells = [c for c in json.loads(chinese.read_text())["cells"] if c["cell_type"] == "code"]
+        assert [(c["id"], without_comments(cell_source(c))) for c in zh_cells] == \
+            [(c["id"], without_comments(cell_source(c))) for c in cells], \
+            f"{chinese.relative_to(ROOT)} has other code than {english.relative_to(ROOT)} (comments apart)"
+        for cell, zh_cell in zip(cells, zh_cells):
+            en, zh = cell_source(cell), cell_source(zh_cell)
+            translated += en != zh
+            if shown(cell):
+                left = [c.text for c in find_comments(zh) if not re.search(r"[\u3400-\u9fff]", c.text)]
+                assert not left, f"{chinese.relative_to(ROOT)}, cell {cell['id']}: English comments {left}"
+            else:
+                assert zh == en, f"{chinese.relative_to(ROOT)}, cell {cell['id']}: a cell the book hides changed"
+            wide = [line for line in zh.splitlines() if line.lstrip().startswith("# ") and not en.count(line)
+                    and _columns(line) > WIDTH]
+            assert not wide, f"{chinese.relative_to(ROOT)}, cell {cell['id']}: comment lines over {WIDTH} columns"
+    assert translated > 100
 
 
 def test_the_chinese_student_edition(tmp_path):
@@ -332,6 +345,126 @@ def test_notebooks_deletes_only_the_stale_notebooks_it_generated(project):
     gone.write_text(json.dumps({**_notebook([]), "metadata": {tr.GENERATED_KEY: {"from": "book/00_removed.ipynb"}}}))
     tr.write_notebooks(ZH, project)
     assert draft.exists() and not gone.exists()
+
+
+# --- the comments of the code ------------------------------------------------------------------
+
+CODE = """# Set up: install the package on Colab (this does nothing anywhere else).
+import sys
+if "google.colab" in sys.modules:
+    %pip install --quiet "mtlcode @ git+https://example.org/x"  # a comment on a magic line
+label = "# not a comment"  # an inline comment
+x = 1  # noqa: E501
+# A block of two lines that the translator reads
+# as one sentence.
+#
+#@title not a comment to translate
+y = [1, 2]  # [n, K]
+"""
+CODE_ZH = {"Set up: install the package on Colab (this does nothing anywhere else).": "准备：在 Colab 上安装这个包。",
+           "an inline comment": "行内注释",
+           "A block of two lines that the translator reads as one sentence.": "译者当作一句话来读的两行注释，" * 4}
+
+
+def _comment_project(project: Path) -> Path:
+    """The small project with commented code in a shown cell and in a cell the book removes."""
+    path = project / "book" / "01_a.ipynb"
+    notebook = json.loads(path.read_text())
+    notebook["cells"][1]["source"] = CODE
+    hidden = _code("c4", "z = 2  # a helper the book never shows")
+    hidden["metadata"] = {"tags": ["remove-cell"]}
+    notebook["cells"].append(hidden)
+    path.write_text(json.dumps(notebook))
+    _translate_everything(project)
+    return tr.comment_file(ZH, "book/01_a.ipynb", project)
+
+
+def _translate_comments(path: Path, translations: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"<!-- {en} sha={tr.fingerprint(en)} -->\n{zh}\n\n" for en, zh in translations.items()),
+                    encoding="utf-8")
+
+
+def _columns(line: str) -> int:
+    return len(line) + sum(ord(ch) > 0x2E80 for ch in line)
+
+
+def test_comments_are_found_by_tokenize_around_magics_and_directives():
+    assert [(c.first, c.last, c.inline, c.text) for c in find_comments(CODE)] == [
+        (0, 0, False, "Set up: install the package on Colab (this does nothing anywhere else)."),
+        (4, 4, True, "an inline comment"),
+        (6, 7, False, "A block of two lines that the translator reads as one sentence.")]
+    assert find_comments("def f(:\n    # broken code keeps its comments\n") == []  # does not tokenize
+    assert find_comments("%%bash\n# a shell comment, not Python's\nls\n") == []
+    assert without_comments("%%bash\nls  # kept: not Python\n") == "%%bash\nls  # kept: not Python\n"
+
+
+def test_translated_comments_keep_the_code_byte_for_byte():
+    zh = translate_comments(CODE, CODE_ZH)
+    assert zh != CODE and without_comments(zh) == without_comments(CODE)
+    kept = [line for line in CODE.splitlines() if not line.startswith(("# ", "label"))]
+    assert [line for line in zh.splitlines() if not line.startswith(("# ", "label"))] == kept  # magics too
+    assert 'label = "# not a comment"  # 行内注释' in zh and "# 准备：在 Colab 上安装这个包。\n" in zh
+    block = [line for line in zh.splitlines() if "译者" in line or "注释，" in line]
+    assert len(block) == 2 and all(_columns(line) <= WIDTH for line in block), block
+    assert without_comments(zh.replace("y = [1, 2]", "y = [1,2]")) != without_comments(CODE)
+
+
+def test_the_comments_of_shown_code_are_translated_in_the_notebooks(project):
+    path = _comment_project(project)
+    problems = tr.check(ZH, project)
+    assert len(problems) == 3 and all("no translation in translations/zh/comments/book/01_a.md" in p
+                                      for p in problems), problems
+    assert tr.append_missing_comments(ZH, "book/01_a.ipynb", project) == 3
+    problems = tr.check(ZH, project)  # todo wrote the English text: not yet translated
+    assert len(problems) == 3 and all("is not translated" in p for p in problems), problems
+    _translate_comments(path, CODE_ZH)
+    assert tr.check(ZH, project) == []
+    notebook = json.loads(tr.write_notebooks(ZH, project)[0].read_text())
+    zh = cell_source(notebook["cells"][1])
+    assert "# 准备：在 Colab 上安装这个包。" in zh and "%pip install" in zh
+    assert without_comments(zh) == without_comments(CODE)
+    assert cell_source(notebook["cells"][3]) == "z = 2  # a helper the book never shows"
+
+
+def test_a_comment_translation_that_drops_a_code_name_is_named(project):
+    path = _comment_project(project)
+    source = project / "book" / "01_a.ipynb"
+    source.write_text(source.read_text().replace("an inline comment", "an inline comment on `label`"))
+    _translate_comments(path, {key: text for key, text in CODE_ZH.items() if key != "an inline comment"}
+                        | {"an inline comment on `label`": "关于标签的行内注释"})
+    problems = tr.check(ZH, project)
+    assert len(problems) == 1 and "lost the code names ['`label`']" in problems[0], problems
+
+
+def test_a_changed_english_comment_is_reported_by_check(project):
+    path = _comment_project(project)
+    _translate_comments(path, CODE_ZH)
+    source = project / "book" / "01_a.ipynb"
+    source.write_text(source.read_text().replace("an inline comment", "an inline comment, reworded"))
+    problems = tr.check(ZH, project)
+    assert len(problems) == 2, problems
+    assert "the comment 'an inline comment, reworded' in code cell c2: no translation" in problems[0]
+    assert "todo zh book/01_a.ipynb" in problems[0]
+    assert "'an inline comment' is not in the code of book/01_a.ipynb any more" in problems[1]
+    with pytest.raises(tr.TranslationError, match="reworded"):
+        tr.write_notebooks(ZH, project)
+
+
+def test_outputs_are_taken_for_code_that_differs_only_in_comments(project, tmp_path):
+    _translate_comments(_comment_project(project), CODE_ZH)
+    executed = tmp_path / "run"
+    (executed / "book").mkdir(parents=True)
+    run = json.loads((project / "book" / "01_a.ipynb").read_text())
+    run["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "hi\n"}]
+    (executed / "book" / "01_a.ipynb").write_text(json.dumps(run))
+    out = tr.write_source(ZH, tmp_path / "zh", project, executed)
+    cell = json.loads((out / "book" / "01_a.ipynb").read_text())["cells"][1]
+    assert "# 行内注释" in cell_source(cell) and cell["outputs"][0]["text"] == "hi\n"
+    run["cells"][1]["source"] = CODE.replace("y = [1, 2]", "y = [1,2]")  # outside the comments
+    (executed / "book" / "01_a.ipynb").write_text(json.dumps(run))
+    with pytest.raises(tr.TranslationError, match="build the English book first"):
+        tr.write_source(ZH, tmp_path / "zh2", project, executed)
 
 
 @pytest.mark.parametrize("page", ["../../../../tmp/x.md", "book/99_nothing.ipynb", "/etc/passwd"])

@@ -12,12 +12,15 @@ and the fingerprint of the English text it translates::
     <!-- c004 sha=3f2a9c0b1d7e -->
     中文的段落 ...
 
-Code is never translated: the generator copies every code cell from the English notebook, so the
-translated notebooks (``zh/book/*.ipynb``, committed for Colab and Jupyter) hold the same code,
-and the translated book reuses the English build's executed outputs instead of running again.
+Code is never translated, only its comments: the generator copies every code cell from the
+English notebook and translates the comments of the cells the book shows (kept, keyed by their
+English text, in ``translations/<lang>/comments/``, :mod:`mtlcode.book.translation.comments`), so
+the translated notebooks (``zh/book/*.ipynb``, committed for Colab and Jupyter) hold the same code
+apart from its comments, and the translated book reuses the English build's executed outputs
+instead of running again.
 
     python -m mtlcode.book.translation check zh          # what is missing, stale or broken
-    python -m mtlcode.book.translation todo zh PAGE      # append the missing segments (English text) to PAGE's file
+    python -m mtlcode.book.translation todo zh PAGE      # append the missing segments and comments (English text)
     python -m mtlcode.book.translation notebooks zh      # write zh/book/*.ipynb
     python -m mtlcode.book.translation source zh OUT     # the translated book's sources, with outputs, in OUT
 """
@@ -41,7 +44,10 @@ from mtlcode.book.translation.build import (  # noqa: F401
 from mtlcode.book.translation.catalogue import (  # noqa: F401
     Entry,
     append_missing,
+    append_missing_comments,
     check,
+    comment_file,
+    comment_problems,
     has_prose,
     page_problems,
     read_translations,

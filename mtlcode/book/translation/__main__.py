@@ -13,7 +13,13 @@ from pathlib import Path
 
 from mtlcode.book import translation
 from mtlcode.book.translation.build import write_notebooks, write_source
-from mtlcode.book.translation.catalogue import append_missing, check, translation_file
+from mtlcode.book.translation.catalogue import (
+    append_missing,
+    append_missing_comments,
+    check,
+    comment_file,
+    translation_file,
+)
 from mtlcode.book.translation.english import LANGUAGES, ROOT, TranslationError, book_pages
 
 
@@ -24,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = p.add_subparsers(dest="command", required=True)
     for name, text in (("check", "list what is missing, stale or broken"),
                        ("notebooks", "write the translated notebooks <lang>/book/*.ipynb"),
-                       ("todo", "append the missing segments, in English, to each page's translation file"),
+                       ("todo", "append the missing segments and code comments, in English, to the translation files"),
                        ("source", "write the translated book's sources (with the English build's outputs)")):
         command = commands.add_parser(name, help=text)
         command.add_argument("language", choices=sorted(LANGUAGES))
@@ -61,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                 count = append_missing(language, page)
                 if count:
                     print(f"{translation_file(language, page).relative_to(ROOT)}: {count} segment(s) to translate")
+                if page.endswith(".ipynb") and (count := append_missing_comments(language, page)):
+                    print(f"{comment_file(language, page).relative_to(ROOT)}: {count} comment(s) to translate")
             return 0
         if args.command == "notebooks":
             for path in write_notebooks(language):

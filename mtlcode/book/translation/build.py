@@ -1,7 +1,8 @@
 """Building the translated pages from the English ones and the translations.
 
 Markdown pages get their blocks replaced; notebooks get their markdown cells, figure texts and
-solution buttons replaced while their code is copied unchanged. :func:`write_notebooks` writes the
+solution buttons replaced, and their code is copied with only its comments translated
+(:mod:`mtlcode.book.translation.comments`). :func:`write_notebooks` writes the
 notebooks readers open (``<lang>/book/*.ipynb``, no outputs); :func:`write_source` writes the
 translated book's sources, with the English build's executed outputs, for Jupyter Book.
 """
@@ -18,11 +19,13 @@ from mtlcode.book.notebooks import cell_source, notebook_text, read_notebook
 from mtlcode.book.translation.catalogue import (
     _match,
     check,
+    comment_file,
     page_problems,
     read_translations,
     string_problems,
     translation_file,
 )
+from mtlcode.book.translation.comments import KEY_PREFIX, shown, translate_comments, without_comments
 from mtlcode.book.translation.english import (
     _METADATA_TEXT,
     _PROMPTS,
@@ -41,7 +44,9 @@ def _lookup(language: Language, page: str, root: Path) -> dict[str, str]:
     if problems:
         raise TranslationError(f"{len(problems)} translation problem(s) in {page}:\n  " + "\n  ".join(problems))
     matched, _ = _match(segments(page, root), read_translations(translation_file(language, page, root)))
-    return {key: entry.text for key, (_, entry) in matched.items()}
+    comments = read_translations(comment_file(language, page, root)) if page.endswith(".ipynb") else {}
+    return ({key: entry.text for key, (_, entry) in matched.items()}
+            | {KEY_PREFIX + text: entry.text for text, entry in comments.items()})
 
 
 def _string_lookup(language: Language, root: Path) -> dict[str, str]:
@@ -71,9 +76,17 @@ def _lines(text: str) -> list[str]:
 
 def translate_notebook(notebook: dict[str, Any], translations: dict[str, str],
                        strings: dict[str, str] | None = None) -> dict[str, Any]:
-    """A copy of ``notebook`` whose markdown and figure texts are translated; code is unchanged."""
+    """A copy of ``notebook`` whose markdown, figure texts and code comments are translated; the
+    code apart from its comments is unchanged. ``translations`` holds the segments by key and the
+    comments by ``"#"`` and their English text (as ``_lookup`` returns them)."""
     notebook = copy.deepcopy(notebook)
+    comments = {key[len(KEY_PREFIX):]: text for key, text in translations.items() if key.startswith(KEY_PREFIX)}
     for cell in notebook["cells"]:
+        if comments and shown(cell):
+            source = cell_source(cell)
+            translated = translate_comments(source, comments)
+            if translated != source:
+                cell["source"] = _lines(translated)
         if cell["cell_type"] == "markdown":
             cell["source"] = _lines(translations[cell["id"]])
         for name, where in _METADATA_TEXT.items():
@@ -134,14 +147,15 @@ def write_notebooks(language: Language, root: Path = ROOT) -> list[Path]:
 
 
 def _with_english_outputs(translated: dict[str, Any], executed: Path, glue: Path, page: str) -> dict[str, Any]:
-    """``translated`` with the outputs of the English build's run of the same code.
+    """``translated`` with the outputs of the English build's run of the same code (the same
+    apart from the comments, which are translated).
 
     myst-nb moves glued values out of the executed notebook into ``<page>.glue.json``; they go
     back into the first code cell, where myst-nb finds them wherever they are.
     """
     run = read_notebook(executed)
-    code = [cell_source(c) for c in translated["cells"] if c["cell_type"] == "code"]
-    ran = [cell_source(c) for c in run["cells"] if c["cell_type"] == "code"]
+    code = [without_comments(cell_source(c)) for c in translated["cells"] if c["cell_type"] == "code"]
+    ran = [without_comments(cell_source(c)) for c in run["cells"] if c["cell_type"] == "code"]
     if code != ran:
         raise TranslationError(f"{executed} is not the English build's run of {page}'s current code: "
                                "build the English book first (make book)")

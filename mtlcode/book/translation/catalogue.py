@@ -4,7 +4,9 @@ One Markdown file per page under ``translations/<lang>/`` (and ``strings.md`` fo
 strings), each translation under a marker naming its segment and the fingerprint of the English
 text it translates: reading them (refusing a damaged file), matching them to the English segments,
 listing what is missing, stale, broken or unused (:func:`check`), and appending the missing
-segments' English text for a translator (:func:`append_missing`).
+segments' English text for a translator (:func:`append_missing`). The comments of the code
+(:mod:`mtlcode.book.translation.comments`) have files of their own, ``translations/<lang>/comments/``,
+in the same format, keyed by their English text; a page's problems include theirs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtlcode.book.translation.comments import page_comments
 from mtlcode.book.translation.english import (
     ROOT,
     Language,
@@ -26,6 +29,7 @@ from mtlcode.book.translation.english import (
 
 _MARKER = re.compile(r"^<!-- (?P<key>.+?) sha=(?P<sha>[0-9a-f]{12}) -->[ \t]*$", re.M)
 _CJK = re.compile(r"[\u3400-\u9fff]")
+_CODE_SPAN = re.compile(r"`[^`\n]+`")
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,42 @@ def page_problems(language: Language, page: str, root: Path = ROOT) -> list[str]
         elif problem := translation_problem(segment.text, entry.text):
             problems.append(f"{where}: the translation in {rel} {problem}")
     problems += [f"{rel}: {key!r} translates no segment of {page} any more; delete it" for key in sorted(unused)]
+    return problems + comment_problems(language, page, root)
+
+
+def comment_file(language: Language, page: str, root: Path = ROOT) -> Path:
+    """The file that holds the translations of the comments of ``page``'s code."""
+    return root / "translations" / language.code / "comments" / Path(page).with_suffix(".md")
+
+
+def comment_problems(language: Language, page: str, root: Path = ROOT) -> list[str]:
+    """Every comment of ``page``'s code without a translation, with a broken one, and every
+    translation of a comment the page no longer has, one line each."""
+    wanted: dict[str, str] = {}  # English text -> the first cell that has it
+    for cell, text in page_comments(page, root):
+        wanted.setdefault(text, cell)
+    if not wanted and not comment_file(language, page, root).exists():
+        return []
+    path = comment_file(language, page, root)
+    rel = path.relative_to(root)
+    entries = read_translations(path)
+    problems = []
+    for text, cell in wanted.items():
+        entry = entries.get(text)
+        where = f"{page}, the comment {_first_words(text)} in code cell {cell}"
+        if entry is None:
+            problems.append(f"{where}: no translation in {rel} (a new or changed comment: run `python -m "
+                            f"mtlcode.book.translation todo {language.code} {page}` to add its English text there)")
+        elif entry.sha != fingerprint(text):
+            problems.append(f"{where}: the sha of its marker in {rel} is {entry.sha}, not the fingerprint of the "
+                            f"English text, {fingerprint(text)}; check the translation, then correct the sha")
+        elif not _CJK.search(entry.text):
+            problems.append(f"{where}: the translation in {rel} is not translated (no Chinese characters)")
+        elif lost := sorted(set(_CODE_SPAN.findall(text)) - set(_CODE_SPAN.findall(entry.text))):
+            problems.append(f"{where}: the translation in {rel} lost the code names {lost}; keep them as they are")
+    problems += [f"{rel}: the comment {_first_words(key)} is not in the code of {page} any more (changed or "
+                 "deleted): reuse its translation for the new comment, or delete it" for key in entries
+                 if key not in wanted]
     return problems
 
 
@@ -224,3 +264,25 @@ def append_missing(language: Language, page: str, root: Path = ROOT) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return sum(segment.key not in matched for segment in wanted)
+
+
+def append_missing_comments(language: Language, page: str, root: Path = ROOT) -> int:
+    """Add the English text of ``page``'s untranslated comments to its comment file; their count.
+
+    The file is rewritten in the page's order; translations of comments that are gone stay at the
+    end, for the translator to reuse or delete.
+    """
+    path = comment_file(language, page, root)
+    entries = read_translations(path)
+    wanted = list(dict.fromkeys(text for _, text in page_comments(page, root)))
+    if not wanted and not entries:
+        return 0
+    parts = [f"<!-- {text} sha={entries[text].sha if text in entries else fingerprint(text)} -->\n"
+             f"{entries[text].text if text in entries else text}\n\n" for text in wanted]
+    parts += [f"<!-- {key} sha={entry.sha} -->\n{entry.text}\n\n" for key, entry in entries.items()
+              if key not in wanted]
+    text = "".join(parts)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return sum(text not in entries for text in wanted)
