@@ -52,7 +52,9 @@ so small that one thread per run is as fast as several. Time, as measured for th
 ``sinusoid_v2.json`` (two workers on two cores): per seed, MAML trains in about 570 s,
 first-order MAML in 450 s, pooled pre-training in 110 s and multi-head pre-training in 135 s;
 with the scoring, the 12 parts took 34 minutes. The three ``multihead_ridge`` parts were added
-later by a rerun (``--no-progress --workers 1``) that read the other twelve back: 261 s.
+later by a rerun (``--no-progress --workers 1``) that read the other twelve back: 261 s. The
+three ``cnp`` parts were added the same way (``--no-progress --workers 2``): 2,809 s of wall time
+with other benchmarks sharing the two cores; seed 2, trained mostly alone, took 828 s.
 """
 
 from __future__ import annotations
