@@ -20,6 +20,7 @@ and the translated book reuses the English build's executed outputs instead of r
     python -m mtlcode.book.translation todo zh PAGE      # append the missing segments (English text) to PAGE's file
     python -m mtlcode.book.translation notebooks zh      # write zh/book/*.ipynb
     python -m mtlcode.book.translation source zh OUT     # the translated book's sources, with outputs, in OUT
+    python -m mtlcode.book.translation outputs zh        # figure, message and table texts not translated
 """
 
 from __future__ import annotations
