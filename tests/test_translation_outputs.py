@@ -232,3 +232,45 @@ def test_the_books_catalogue_reads_and_its_translations_are_chinese():
         assert chinese or not outputs.needs_translation(msgid, catalogue), msgid
     for page in catalogue.covered:
         assert (ROOT / page).exists(), page
+
+
+def test_a_pattern_translates_its_placeholders_text_too_or_nothing(root):
+    catalogue = outputs.read_catalogue("zh", root)
+    catalogue.patterns.append((outputs._pattern("task {}: {}"), "task {}: {}", "任务 {}：{}"))
+    used: set[str] = set()
+    assert catalogue.translate("task 3: MAML took 5 meta-steps in 2 s", used) == "任务 3：MAML 用了 2 秒走完 5 个元步"
+    assert used == {"task {}: {}", "MAML took {} meta-steps in {} s"}
+    assert catalogue.translate("task 3: 0 = Korean/character05") == "任务 3：0 = Korean/character05"  # no words
+    assert catalogue.translate("task 3: something English") is None  # never half translated
+
+
+def test_a_figure_text_of_two_lines_is_translated_whole_or_line_by_line(root):
+    catalogue = outputs.read_catalogue("zh", root)
+    catalogue.exact["fine-tune head\n(linear probe)"] = "微调输出头\n（线性探测）"
+    assert outputs._translate_figure_text("fine-tune head\n(linear probe)", catalogue) == "微调输出头\n（线性探测）"
+    assert outputs._translate_figure_text("train loss\nmethod", catalogue) == "训练损失\n方法"
+    assert outputs._translate_figure_text("train loss\nnot known", catalogue) is None
+
+
+def test_the_second_rendering_says_nothing_on_stderr_and_keeps_its_warnings(root, capsys):
+    fig, ax = _figure()
+    ax.set_title("Meta-training loss $\\alpha$")
+    catalogue = outputs.read_catalogue("zh", root)
+    catalogue.exact["Meta-training loss $\\alpha$"] = "元训练损失 $\\alpha$"
+    problems: list[str] = []
+    outputs.render_translated(fig, catalogue, "DejaVu Sans", problems=problems)  # no CJK glyphs in it
+    assert any("missing from" in p for p in problems)
+    assert capsys.readouterr().err == ""
+    assert ax.get_title() == "Meta-training loss $\\alpha$"
+    plt.close(fig)
+
+
+def test_a_covered_pages_rendering_warning_is_an_error(root, tmp_path):
+    executed = tmp_path / "run"
+    (executed / "book").mkdir(parents=True)
+    record = {"texts": ["train loss"], "png": {"zh": "Wg=="}, "warnings": {"zh": ["Glyph 20803 missing from font"]}}
+    notebook = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "display_data", "metadata": {}, "data": {"image/png": "EN", outputs.MIME: record}}]}]}
+    (executed / "book" / "01_a.ipynb").write_text(json.dumps(notebook))
+    report = outputs.check_outputs("zh", executed, ["book/01_a.ipynb"], root)
+    assert any("Glyph 20803 missing" in p for p in report.problems())

@@ -64,6 +64,10 @@ def _outputs(code: str, executed: Path, pages: list[str], todo: bool) -> int:
         print(f"{page} ({state}): {len(texts)} output text(s) without a translation")
         for text in texts:
             print(f"    {text!r}")
+    for page, said in report.rendering.items():
+        print(f"{page}: the translated figures' rendering said:")
+        for text in said:
+            print(f"    {text}")
     for msgid in report.stale:
         print(f"stale: the msgid {msgid!r} is produced by no output of its pages any more; delete it")
     if todo:

@@ -25,8 +25,9 @@ number (``{0}``, ``{1}``).
 
 What needs a translation (:func:`needs_translation`): a text with an English word, that is two or
 more Latin letters with a lowercase one, standing alone (not part of an identifier such as
-``inner_loop`` or ``mtlcode.MAML``, of a call ``f(``, of inline code or maths ``$k$``). All-capital
-names (MAML, ANIL, MSE) are not words. The catalogue's header lists what else is not prose, one
+``inner_loop`` or ``mtlcode.MAML``, of a call ``f(``, of a path, of inline code or maths ``$k$``, of
+a quoted value ``'head'`` or of an assignment ``mode=...``). All-capital names (MAML, ANIL, MSE) are
+not words. The catalogue's header lists what else is not prose, one
 rule a line::
 
     # ignore-words: ProtoNet Omniglot
@@ -42,10 +43,13 @@ work to do and their outputs stay English where the catalogue has no translation
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import logging
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,22 +80,38 @@ class Catalogue:
     ignore_lines: tuple[re.Pattern[str], ...] = ()
     covered: tuple[str, ...] = ()
 
-    def translate(self, text: str) -> str | None:
-        """The translation of ``text`` (one line, a table cell or a figure text), or None."""
+    def translate(self, text: str, used: set[str] | None = None) -> str | None:
+        """The translation of ``text`` (one line, a table cell or a figure text), or None.
+
+        A pattern's placeholders take the text they match, itself translated when it needs it
+        (``"task {}: {}"`` translates ``"task 0: support loss 0.5"`` only if the catalogue also
+        translates ``"support loss 0.5"``), so that a general pattern never leaves English behind.
+        The msgids used are added to ``used``.
+        """
         core = text.strip()
         if not core:
             return text
         found = self.exact.get(core)
-        if found is None:
-            for regex, _, msgstr in self.patterns:
+        if found is not None:
+            _add(used, core)
+        else:
+            for regex, msgid, msgstr in self.patterns:
                 match = regex.fullmatch(core)
                 if match:
-                    found = _fill(msgstr, match.groups())
-                    break
+                    groups = [self._part(group, used) for group in match.groups()]
+                    if all(group is not None for group in groups):
+                        found = _fill(msgstr, tuple(g for g in groups if g is not None))
+                        _add(used, msgid)
+                        break
         if found is None:
             return None
         start = text.index(core[0])
         return text[:start] + found + text[start + len(core):]
+
+    def _part(self, text: str, used: set[str] | None) -> str | None:
+        if not needs_translation(text, self):
+            return text
+        return self.translate(text, used)
 
     def msgid_of(self, text: str) -> str | None:
         """The msgid that covers ``text`` (translated or not), or None."""
@@ -102,6 +122,11 @@ class Catalogue:
             if "{" in msgid and _pattern(msgid).fullmatch(core):
                 return msgid
         return None
+
+
+def _add(used: set[str] | None, msgid: str) -> None:
+    if used is not None:
+        used.add(msgid)
 
 
 _PLACEHOLDER = re.compile(r"\{(\d*)\}")
@@ -170,7 +195,7 @@ def read_catalogue(code: str, root: Path = ROOT) -> Catalogue | None:
             continue
         catalogue.msgids[message.id] = tuple(sorted({location for location, _ in message.locations}))
         if message.string:
-            if _PLACEHOLDER.search(message.id):
+            if _PLACEHOLDER.search(message.id) and _PLACEHOLDER.sub("", message.id).strip():
                 catalogue.patterns.append((_pattern(message.id), message.id, message.string))
             else:
                 catalogue.exact[message.id] = message.string
@@ -182,7 +207,7 @@ def read_catalogue(code: str, root: Path = ROOT) -> Catalogue | None:
 
 # --- what needs a translation -------------------------------------------------------------------
 
-_NOT_PROSE = re.compile(r"`[^`]*`|\$[^$]*\$|https?://\S+|\S*[/\\]\S*|\S*_\S*")
+_NOT_PROSE = re.compile(r"`[^`]*`|\$[^$]*\$|https?://\S+|\S*[/\\]\S*|\S*_\S*|'[^'\s]*'|\"[^\"\s]*\"|\S*=\S*")
 _WORD = re.compile(r"(?<![\w.])[A-Za-z][A-Za-z'’-]*[a-z][A-Za-z'’-]*(?!\.?\w|\()")
 _WORD_SHORT = re.compile(r"(?<![\w.])[a-z][a-z]?(?!\.?\w|\()")  # never prose alone; not counted
 
@@ -312,13 +337,19 @@ class Report:
     missing: dict[str, list[str]]  # page -> texts without a msgid (or with an empty msgstr), in order
     stale: list[str]  # msgids all of whose pages were checked and that no output produced
     covered: tuple[str, ...]
+    rendering: dict[str, list[str]] = field(default_factory=dict)  # page -> warnings of translated figures
 
     def problems(self, strict_only: bool = True) -> list[str]:
+        """The errors: missing texts and rendering warnings of the covered pages (of every page with
+        ``strict_only=False``), and stale msgids."""
         out = []
         for page, texts in self.missing.items():
             if strict_only and page not in self.covered:
                 continue
             out += [f"{page}: the output text {text!r} has no translation" for text in texts]
+        for page, said in self.rendering.items():
+            if not strict_only or page in self.covered:
+                out += [f"{page}: a translated figure's rendering said: {text}" for text in said]
         out += [f"the catalogue's msgid {msgid!r} is produced by no output of its pages any more; delete it "
                 "(or make it a pattern with {{}} for the part that changes)" for msgid in self.stale]
         return out
@@ -340,18 +371,23 @@ def check_outputs(code: str, executed: Path, pages: Iterable[str], root: Path = 
     notebooks = _executed_pages(executed, pages)
     missing: dict[str, list[str]] = {}
     used: set[str] = set()
+    rendering: dict[str, list[str]] = {}
     for page, notebook in notebooks.items():
+        for cell in notebook.get("cells", []):
+            for output in cell.get("outputs", []):
+                said = output.get("data", {}).get(MIME, {}).get("warnings", {}).get(code, [])
+                rendering.setdefault(page, []).extend(w for w in said if w not in rendering.get(page, []))
         for text in notebook_units(notebook):
             if not needs_translation(text, catalogue):
                 continue
             msgid = catalogue.msgid_of(text)
             if msgid is not None:
                 used.add(msgid)
-            if catalogue.translate(text) is None and text not in missing.get(page, []):
+            if _translate_figure_text(text, catalogue, used) is None and text not in missing.get(page, []):
                 missing.setdefault(page, []).append(text)
     stale = [msgid for msgid, where in catalogue.msgids.items()
              if msgid not in used and where and all(page in notebooks for page in where)]
-    return Report(missing, stale, catalogue.covered)
+    return Report(missing, stale, catalogue.covered, {page: said for page, said in rendering.items() if said})
 
 
 def append_missing_outputs(code: str, report: Report, root: Path = ROOT) -> int:
@@ -418,12 +454,33 @@ def figure_texts(fig: Any) -> list[Any]:
     return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
 
 
+@contextlib.contextmanager
+def _quiet(problems: list[str] | None) -> Iterator[None]:
+    """Keep what the second rendering says (a glyph missing from the font, matplotlib's font
+    look-ups) out of the English run's stderr, where the book build would turn it into an error;
+    it is kept in ``problems`` instead."""
+    logger = logging.getLogger("matplotlib.font_manager")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        logger.setLevel(level)
+    if problems is not None:
+        problems += sorted({str(w.message) for w in caught})
+
+
 def render_translated(fig: Any, catalogue: Catalogue, font: str | None,
-                      render: Any = None) -> bytes:
+                      render: Any = None, problems: list[str] | None = None) -> bytes:
     """``fig`` as PNG with its texts translated through ``catalogue`` and shown in ``font``; the
     figure's texts and fonts are restored afterwards. ``render(fig)`` makes the PNG bytes
-    (default: the same retina PNG as the inline backend)."""
-    saved = []
+    (default: the same retina PNG as the inline backend); the warnings of the rendering (a glyph
+    the font lacks) go to ``problems``."""
+    import matplotlib
+
+    saved, maths = [], False
     try:
         for text in figure_texts(fig):
             english = text.get_text()
@@ -434,18 +491,26 @@ def render_translated(fig: Any, catalogue: Catalogue, font: str | None,
                 if font:
                     family = text.get_fontfamily()
                     text.set_fontfamily([font, *(family if isinstance(family, list) else [family])])
-        return (render or _retina_png)(fig)
+                    if "$" in translated:
+                        # mathtext draws a text with maths whole, words included, in its own fonts
+                        text.get_fontproperties().set_math_fontfamily("custom")
+                        maths = True
+        rc = {f"mathtext.{kind}": font for kind in ("rm", "it", "bf", "sf", "tt", "cal")} if maths else {}
+        with matplotlib.rc_context(rc), _quiet(problems):
+            return (render or _retina_png)(fig)
     finally:
         for text, english, properties in saved:
             text.set_text(english)
             text.set_fontproperties(properties)
 
 
-def _translate_figure_text(text: str, catalogue: Catalogue) -> str | None:
-    """A figure text's translation, line by line (a title may have two lines)."""
-    if "\n" not in text:
-        return catalogue.translate(text)
-    lines = [catalogue.translate(line) if needs_translation(line, catalogue) else line for line in text.split("\n")]
+def _translate_figure_text(text: str, catalogue: Catalogue, used: set[str] | None = None) -> str | None:
+    """A figure text's translation: the whole text (it may have several lines), else line by line."""
+    whole = catalogue.translate(text, used)
+    if whole is not None or "\n" not in text:
+        return whole
+    lines = [catalogue.translate(line, used) if needs_translation(line, catalogue) else line
+             for line in text.split("\n")]
     if any(line is None for line in lines):
         return None
     return "\n".join(line for line in lines if line is not None)
@@ -461,9 +526,8 @@ def figure_record(fig: Any, languages: list[str], root: Path = ROOT) -> dict[str
     """What :data:`MIME` holds for ``fig``: its word texts, and a PNG per language it can render."""
     texts = []
     for text in figure_texts(fig):
-        for line in text.get_text().split("\n"):
-            if line.strip() and line.strip() not in texts:
-                texts.append(line.strip())
+        if text.get_text().strip() not in texts:
+            texts.append(text.get_text().strip())
     record: dict[str, Any] = {"texts": texts, "png": {}}
     for code in languages:
         catalogue = read_catalogue(code, root)
@@ -473,8 +537,11 @@ def figure_record(fig: Any, languages: list[str], root: Path = ROOT) -> dict[str
         if font is None:  # said once when the sources are written (printing here would add an output)
             record.setdefault("no_font", []).append(code)
             continue
-        png = render_translated(fig, catalogue, font)
+        problems: list[str] = []
+        png = render_translated(fig, catalogue, font, problems=problems)
         record["png"][code] = base64.b64encode(png).decode("ascii")
+        if problems:
+            record.setdefault("warnings", {})[code] = problems
     return record
 
 
