@@ -274,3 +274,27 @@ def test_a_covered_pages_rendering_warning_is_an_error(root, tmp_path):
     (executed / "book" / "01_a.ipynb").write_text(json.dumps(notebook))
     report = outputs.check_outputs("zh", executed, ["book/01_a.ipynb"], root)
     assert any("Glyph 20803 missing" in p for p in report.problems())
+
+
+@pytest.mark.slow
+def test_in_a_kernel_the_english_cell_shows_what_it_showed_and_carries_the_translated_figure(monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    code = ("import mtlcode.book\nfrom mtlcode.book.translation import outputs\n"
+            "outputs.FONTS['zh'] = ('DejaVu Sans',)  # no CJK font needed for this test\n"
+            "import matplotlib.pyplot as plt\nplt.figure(figsize=(4, 3))\nplt.plot([0, 1])\n"
+            "plt.xlabel('meta-training step')\nplt.show()")
+    runs = {}
+    for languages in ("", "en,zh"):
+        monkeypatch.setenv(outputs.LANGUAGES_ENV, languages)
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+        runs[languages] = nb.cells[0].outputs
+    [english] = runs[""]
+    [both] = runs["en,zh"]  # no stream, no stderr: the second rendering says nothing
+    assert set(both["data"]) == set(english["data"]) | {outputs.MIME}
+    assert both["metadata"] == english["metadata"]
+    record = both["data"][outputs.MIME]
+    assert record["texts"] == ["meta-training step"] and record["png"]["zh"] != both["data"]["image/png"]
+    assert base64.b64decode(record["png"]["zh"]).startswith(b"\x89PNG")

@@ -524,9 +524,9 @@ def _retina_png(fig: Any) -> bytes:
 
 def figure_record(fig: Any, languages: list[str], root: Path = ROOT) -> dict[str, Any]:
     """What :data:`MIME` holds for ``fig``: its word texts, and a PNG per language it can render."""
-    texts = []
+    texts = []  # those with words (numbers and names aside); the check applies the catalogue's rules
     for text in figure_texts(fig):
-        if text.get_text().strip() not in texts:
+        if needs_translation(text.get_text()) and text.get_text().strip() not in texts:
             texts.append(text.get_text().strip())
     record: dict[str, Any] = {"texts": texts, "png": {}}
     for code in languages:
