@@ -199,6 +199,9 @@ def test_the_check_names_missing_and_stale_strings_strict_on_covered_pages(root,
     problems = report.problems()
     assert any("'Training is done' has no translation" in p for p in problems)
     assert not any("Another page speaks" in p for p in problems)  # 02_b is not covered: to do, not an error
+    assert any("'a string nothing prints' is produced by no output of book/01_a.ipynb" in p for p in problems)
+    assert not any("a string of another page" in p for p in problems)
+    assert any("a string of another page" in p for p in report.problems(strict_only=False))
     # checking one page leaves the other page's entries alone
     only_a = outputs.check_outputs("zh", executed, ["book/01_a.ipynb"], root)
     assert "a string of another page" not in only_a.stale

@@ -335,7 +335,7 @@ class Report:
     """What the English run's outputs lack in a catalogue: by page, and the msgids seen nowhere."""
 
     missing: dict[str, list[str]]  # page -> texts without a msgid (or with an empty msgstr), in order
-    stale: list[str]  # msgids all of whose pages were checked and that no output produced
+    stale: dict[str, tuple[str, ...]]  # msgids (and their pages) all of whose pages were checked, produced by none
     covered: tuple[str, ...]
     rendering: dict[str, list[str]] = field(default_factory=dict)  # page -> warnings of translated figures
 
@@ -350,8 +350,9 @@ class Report:
         for page, said in self.rendering.items():
             if not strict_only or page in self.covered:
                 out += [f"{page}: a translated figure's rendering said: {text}" for text in said]
-        out += [f"the catalogue's msgid {msgid!r} is produced by no output of its pages any more; delete it "
-                "(or make it a pattern with {{}} for the part that changes)" for msgid in self.stale]
+        out += [f"the catalogue's msgid {msgid!r} is produced by no output of {', '.join(where)} any more; delete it "
+                "(or make it a pattern with {} for the part that changes)"
+                for msgid, where in self.stale.items() if not strict_only or set(where) & set(self.covered)]
         return out
 
 
@@ -385,8 +386,8 @@ def check_outputs(code: str, executed: Path, pages: Iterable[str], root: Path = 
                 used.add(msgid)
             if _translate_figure_text(text, catalogue, used) is None and text not in missing.get(page, []):
                 missing.setdefault(page, []).append(text)
-    stale = [msgid for msgid, where in catalogue.msgids.items()
-             if msgid not in used and where and all(page in notebooks for page in where)]
+    stale = {msgid: where for msgid, where in catalogue.msgids.items()
+             if msgid not in used and where and all(page in notebooks for page in where)}
     return Report(missing, stale, catalogue.covered, {page: said for page, said in rendering.items() if said})
 
 
