@@ -383,9 +383,8 @@ def test_the_sources_have_the_english_runs_outputs_translated_through_the_catalo
     executed = tmp_path / "run"
     (executed / "book").mkdir(parents=True)
     run = json.loads((project / "book" / "01_a.ipynb").read_text())
-    figure = {"output_type": "display_data", "metadata": {"image/png": {"width": 500}},
-              "data": {"image/png": "RU4=", "text/plain": "<Figure>",
-                       outputs.MIME: {"texts": ["train loss"], "png": {"zh": "Wkg="}}}}
+    figure = {"output_type": "display_data", "data": {"image/png": "RU4=", "text/plain": "<Figure>"},
+              "metadata": {"image/png": {"width": 500}, outputs.KEY: {"texts": ["train loss"], "png": {"zh": "Wkg="}}}}
     run["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "hi\n"}, figure]
     (executed / "book" / "01_a.ipynb").write_text(json.dumps(run))
     out = tr.write_source(ZH, tmp_path / "zh", project, executed)

@@ -131,25 +131,20 @@ def test_the_english_display_is_unchanged_and_the_translation_rides_along(root, 
     fig, _ = _figure()
     monkeypatch.delenv(outputs.LANGUAGES_ENV, raising=False)
     assert not outputs.install_figure_formatter(shell, root)  # a reader's run: nothing added
-    english, _ = shell.display_formatter.format(fig)
-    assert outputs.MIME not in english
+    english, english_metadata = shell.display_formatter.format(fig)
+    assert outputs.KEY not in english_metadata
 
     monkeypatch.setenv(outputs.LANGUAGES_ENV, "en,zh")
     monkeypatch.setattr(outputs, "find_font", lambda code: "DejaVu Sans")  # CJK glyphs missing: fine here
     rendered = []
     monkeypatch.setattr(outputs, "_retina_png", lambda f: rendered.append(f.axes[0].get_title()) or b"zh-png")
     assert outputs.install_figure_formatter(shell, root)
-    data, _ = shell.display_formatter.format(fig)
-    assert data["image/png"] == english["image/png"]  # the English figure as before
-    record = data[outputs.MIME]
+    data, metadata = shell.display_formatter.format(fig)
+    assert data == english  # the English figure as before, no other mime type (myst-nb would warn)
+    record = metadata[outputs.KEY]
     assert rendered == ["元训练损失"] and base64.b64decode(record["png"]["zh"]) == b"zh-png"
     assert {"Meta-training loss", "meta-training step", "train loss"} <= set(record["texts"])
     json.dumps(record)  # it goes into the executed notebook as JSON
-    # myst-nb shows the first mime type of its priority list that an output has: image/png
-    from myst_nb.core.render import get_mime_priority
-
-    priority = get_mime_priority("html", [])
-    assert outputs.MIME not in priority and "image/png" in priority
     plt.close(fig)
 
 
@@ -159,9 +154,10 @@ def test_without_a_font_the_texts_are_recorded_and_the_figure_stays_english(root
     record = outputs.figure_record(fig, ["zh"], root)
     assert record["png"] == {} and record["no_font"] == ["zh"] and "train loss" in record["texts"]
     notebook = {"cells": [{"cell_type": "code", "outputs": [
-        {"output_type": "display_data", "data": {"image/png": "EN", outputs.MIME: record}, "metadata": {}}]}]}
+        {"output_type": "display_data", "data": {"image/png": "EN"}, "metadata": {outputs.KEY: record}}]}]}
     assert outputs.translate_outputs(notebook, "zh", root) == 1
-    assert notebook["cells"][0]["outputs"][0]["data"] == {"image/png": "EN"}
+    assert notebook["cells"][0]["outputs"][0] == {"output_type": "display_data", "data": {"image/png": "EN"},
+                                                  "metadata": {}}
     assert "fonts-noto-cjk" in outputs.font_note("zh", 1)
     plt.close(fig)
 
@@ -182,8 +178,8 @@ def _executed(tmp_path: Path, page: str, texts: list[str]) -> Path:
     executed = tmp_path / "run"
     (executed / "book").mkdir(parents=True, exist_ok=True)
     outs = [{"output_type": "stream", "name": "stdout", "text": "".join(t + "\n" for t in texts)}]
-    record = {"output_type": "display_data", "metadata": {},
-              "data": {"image/png": "EN", outputs.MIME: {"texts": ["Meta-training loss", "train loss"], "png": {}}}}
+    record = {"output_type": "display_data", "data": {"image/png": "EN"},
+              "metadata": {outputs.KEY: {"texts": ["Meta-training loss", "train loss"], "png": {}}}}
     notebook = {"cells": [{"cell_type": "code", "source": "", "outputs": outs + [record]}]}
     (executed / page).write_text(json.dumps(notebook))
     return executed
@@ -245,6 +241,8 @@ def test_a_pattern_translates_its_placeholders_text_too_or_nothing(root):
     assert used == {"task {}: {}", "MAML took {} meta-steps in {} s"}
     assert catalogue.translate("task 3: 0 = Korean/character05") == "任务 3：0 = Korean/character05"  # no words
     assert catalogue.translate("task 3: something English") is None  # never half translated
+    catalogue.patterns.append((outputs._pattern("{} points, network {}, {} steps"), "", "{} 个点，网络 {}，{} 步"))
+    assert catalogue.translate("5 points, network [1, 12, 1], 4 steps") == "5 个点，网络 [1, 12, 1]，4 步"
 
 
 def test_a_figure_text_of_two_lines_is_translated_whole_or_line_by_line(root):
@@ -273,7 +271,7 @@ def test_a_covered_pages_rendering_warning_is_an_error(root, tmp_path):
     (executed / "book").mkdir(parents=True)
     record = {"texts": ["train loss"], "png": {"zh": "Wg=="}, "warnings": {"zh": ["Glyph 20803 missing from font"]}}
     notebook = {"cells": [{"cell_type": "code", "outputs": [
-        {"output_type": "display_data", "metadata": {}, "data": {"image/png": "EN", outputs.MIME: record}}]}]}
+        {"output_type": "display_data", "metadata": {outputs.KEY: record}, "data": {"image/png": "EN"}}]}]}
     (executed / "book" / "01_a.ipynb").write_text(json.dumps(notebook))
     report = outputs.check_outputs("zh", executed, ["book/01_a.ipynb"], root)
     assert any("Glyph 20803 missing" in p for p in report.problems())
@@ -296,8 +294,8 @@ def test_in_a_kernel_the_english_cell_shows_what_it_showed_and_carries_the_trans
         runs[languages] = nb.cells[0].outputs
     [english] = runs[""]
     [both] = runs["en,zh"]  # no stream, no stderr: the second rendering says nothing
-    assert set(both["data"]) == set(english["data"]) | {outputs.MIME}
+    assert both["data"] == english["data"]
+    record = both["metadata"].pop(outputs.KEY)
     assert both["metadata"] == english["metadata"]
-    record = both["data"][outputs.MIME]
     assert record["texts"] == ["meta-training step"] and record["png"]["zh"] != both["data"]["image/png"]
     assert base64.b64decode(record["png"]["zh"]).startswith(b"\x89PNG")

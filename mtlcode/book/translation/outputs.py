@@ -7,14 +7,14 @@ translation; ``#:`` lines name the pages where the text was seen):
 
 * **Figures** are rendered a second time while the English build runs. When the build asks for it
   (``MTLCODE_BOOK_LANGUAGES=en,zh``, set by ``make book``; a reader's Colab or Jupyter pays
-  nothing), importing :mod:`mtlcode.book` adds an IPython display formatter for the mime type
-  :data:`MIME` (``application/vnd.mtlcode.translations+json``). For every matplotlib figure the
-  notebook displays it records the figure's texts (titles, axis labels, word tick labels, legends,
-  annotations) and, for each language whose catalogue and a CJK font are at hand, a PNG rendered
-  with those texts translated (``{"texts": [...], "png": {"zh": base64}}``). The English build
-  shows ``image/png`` as before and ignores the extra mime type (myst-nb renders the first mime
-  type of its priority list that an output has); :func:`translate_outputs` puts the translated
-  PNG in ``image/png`` of the translated sources.
+  nothing), importing :mod:`mtlcode.book` adds an IPython display formatter that, for every
+  matplotlib figure the notebook displays, records in the output's *metadata* under :data:`KEY`
+  (``mtlcode.translations``) the figure's texts with words (titles, axis labels, tick labels,
+  legends, annotations) and, for each language whose catalogue and a font are at hand, a PNG
+  rendered with those texts translated: ``{"texts": [...], "png": {"zh": base64}}``. The output's
+  data (``image/png``, ``text/plain``) stays as it was, so the English build shows and says nothing
+  new (an unknown mime type in the data would make myst-nb warn); :func:`translate_outputs` puts
+  the translated PNG in ``image/png`` of the translated sources.
 * **Printed messages and tables** (``stdout`` streams, ``text/markdown`` displays such as the
   ``display(Markdown(table))`` tables, exercise checks' feedback) are translated line by line
   (Markdown tables cell by cell) when the translated sources are written.
@@ -58,7 +58,7 @@ from typing import Any
 from mtlcode.book.translation.english import ROOT, TranslationError
 
 LANGUAGES_ENV = "MTLCODE_BOOK_LANGUAGES"
-MIME = "application/vnd.mtlcode.translations+json"
+KEY = "mtlcode.translations"  # the key of a figure output's metadata that holds its translations
 CATALOGUE = "outputs.po"
 # Fonts with the glyphs of each language, first found is used; and the package that installs them.
 FONTS = {"zh": ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
@@ -132,9 +132,14 @@ def _add(used: set[str] | None, msgid: str) -> None:
 _PLACEHOLDER = re.compile(r"\{(\d*)\}")
 
 
+# What a placeholder matches: any text whose brackets are closed (one level deep; an interval
+# "[0, 1)" counts), so that "network {}, {} steps" takes "[1, 12, 1]" whole, not "[1".
+_ANY = r"((?:[^\[\]()]|[\[(][^\[\]()]*[\])])+?)"
+
+
 def _pattern(msgid: str) -> re.Pattern[str]:
     parts = _PLACEHOLDER.split(msgid)
-    regex = "".join(re.escape(part) if i % 2 == 0 else "(.+?)" for i, part in enumerate(parts))
+    regex = "".join(re.escape(part) if i % 2 == 0 else _ANY for i, part in enumerate(parts))
     return re.compile(regex, re.S)
 
 
@@ -250,8 +255,7 @@ def output_units(output: dict[str, Any]) -> Iterator[str]:
     if output.get("output_type") in ("display_data", "execute_result"):
         if "text/markdown" in data:
             yield from _markdown_units(_text(data["text/markdown"]))
-        if MIME in data:
-            yield from data[MIME].get("texts", [])
+        yield from output.get("metadata", {}).get(KEY, {}).get("texts", [])
 
 
 def notebook_units(notebook: dict[str, Any]) -> Iterator[str]:
@@ -292,7 +296,7 @@ def translate_output(output: dict[str, Any], catalogue: Catalogue, code: str) ->
     if isinstance(data, dict):
         if "text/markdown" in data:
             data["text/markdown"] = _translate_markdown(_text(data["text/markdown"]), catalogue)
-        extra = data.pop(MIME, None)
+        extra = output.get("metadata", {}).pop(KEY, None)
         png = (extra or {}).get("png", {}).get(code)
         if png and "image/png" in data:
             data["image/png"] = png
@@ -310,12 +314,10 @@ def translate_outputs(notebook: dict[str, Any], code: str, root: Path = ROOT) ->
     for cell in notebook.get("cells", []):
         if cell.get("cell_type") == "code":
             for output in cell.get("outputs", []):
-                data = output.get("data")
-                if isinstance(data, dict) and code in data.get(MIME, {}).get("no_font", []):
+                if code in output.get("metadata", {}).get(KEY, {}).get("no_font", []):
                     no_font += 1
                 if catalogue is None:
-                    if isinstance(data, dict):
-                        data.pop(MIME, None)
+                    output.get("metadata", {}).pop(KEY, None)
                 else:
                     translate_output(output, catalogue, code)
     return no_font
@@ -376,7 +378,7 @@ def check_outputs(code: str, executed: Path, pages: Iterable[str], root: Path = 
     for page, notebook in notebooks.items():
         for cell in notebook.get("cells", []):
             for output in cell.get("outputs", []):
-                said = output.get("data", {}).get(MIME, {}).get("warnings", {}).get(code, [])
+                said = output.get("metadata", {}).get(KEY, {}).get("warnings", {}).get(code, [])
                 rendering.setdefault(page, []).extend(w for w in said if w not in rendering.get(page, []))
         for text in notebook_units(notebook):
             if not needs_translation(text, catalogue):
@@ -524,7 +526,8 @@ def _retina_png(fig: Any) -> bytes:
 
 
 def figure_record(fig: Any, languages: list[str], root: Path = ROOT) -> dict[str, Any]:
-    """What :data:`MIME` holds for ``fig``: its word texts, and a PNG per language it can render."""
+    """What the figure output's metadata holds under :data:`KEY`: the figure's texts with words,
+    and a PNG per language it can render."""
     texts = []  # those with words (numbers and names aside); the check applies the catalogue's rules
     for text in figure_texts(fig):
         if needs_translation(text.get_text()) and text.get_text().strip() not in texts:
@@ -547,8 +550,9 @@ def figure_record(fig: Any, languages: list[str], root: Path = ROOT) -> dict[str
 
 
 def install_figure_formatter(shell: Any = None, root: Path = ROOT) -> bool:
-    """Add the :data:`MIME` display formatter for matplotlib figures to the IPython ``shell`` when
-    the build asks for translated figures; True when installed."""
+    """Add a display formatter for matplotlib figures to the IPython ``shell`` when the build asks
+    for translated figures; True when installed. It adds no data to the output (myst-nb would
+    warn about a mime type it does not know), only the output's metadata under :data:`KEY`."""
     languages = requested_languages()
     if not languages:
         return False
@@ -562,13 +566,13 @@ def install_figure_formatter(shell: Any = None, root: Path = ROOT) -> bool:
     from traitlets import ObjectName, Unicode
 
     class TranslationsFormatter(BaseFormatter):
-        format_type = Unicode(MIME)
+        format_type = Unicode(KEY)
         print_method = ObjectName("_repr_mtlcode_translations_")
-        _return_type = dict
+        _return_type = (dict, type(None))  # (None, metadata): no data
 
     formatters = shell.display_formatter.formatters
-    if MIME not in formatters:
-        formatters[MIME] = TranslationsFormatter(parent=shell.display_formatter)
-    formatters[MIME].for_type_by_name("matplotlib.figure", "Figure",
-                                      lambda fig: figure_record(fig, languages, root))
+    if KEY not in formatters:
+        formatters[KEY] = TranslationsFormatter(parent=shell.display_formatter)
+    formatters[KEY].for_type_by_name("matplotlib.figure", "Figure",
+                                      lambda fig: (None, figure_record(fig, languages, root)))
     return True
