@@ -299,3 +299,22 @@ def test_in_a_kernel_the_english_cell_shows_what_it_showed_and_carries_the_trans
     assert both["metadata"] == english["metadata"]
     assert record["texts"] == ["meta-training step"] and record["png"]["zh"] != both["data"]["image/png"]
     assert base64.b64decode(record["png"]["zh"]).startswith(b"\x89PNG")
+
+
+def test_word_tick_labels_are_translated_when_the_figure_is_drawn(root):
+    fig, ax = plt.subplots()
+    ax.set_xticks([0, 1], ["train loss", "MAML"])
+    catalogue = outputs.read_catalogue("zh", root)
+    seen = {}
+
+    def render(figure):
+        figure.canvas.draw()  # the axis sets its tick labels again from its formatter here
+        seen["ticks"] = [t.get_text() for t in ax.get_xticklabels()]
+        seen["font"] = ax.get_xticklabels()[0].get_fontfamily()[0]
+        return b"png"
+
+    outputs.render_translated(fig, catalogue, "DejaVu Sans", render)
+    assert seen == {"ticks": ["训练损失", "MAML"], "font": "DejaVu Sans"}
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["train loss", "MAML"]
+    plt.close(fig)

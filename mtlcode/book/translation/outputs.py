@@ -484,7 +484,13 @@ def render_translated(fig: Any, catalogue: Catalogue, font: str | None,
     import matplotlib
 
     saved, maths = [], False
+    # Tick labels are written again by the axis's formatter when the figure is drawn: each
+    # formatter is wrapped in one that translates what it writes.
+    tickers = [ticker for axes in fig.axes for axis in axes._axis_map.values() for ticker in (axis.major, axis.minor)]
+    formatters = [(ticker, ticker.formatter) for ticker in tickers]
     try:
+        for ticker, formatter in formatters:
+            ticker.formatter = _TranslatingFormatter(formatter, catalogue)
         for text in figure_texts(fig):
             english = text.get_text()
             translated = _translate_figure_text(english, catalogue)
@@ -505,6 +511,51 @@ def render_translated(fig: Any, catalogue: Catalogue, font: str | None,
         for text, english, properties in saved:
             text.set_text(english)
             text.set_fontproperties(properties)
+        for ticker, formatter in formatters:
+            ticker.formatter = formatter
+
+
+def _translating_formatter_class() -> type:
+    from matplotlib.ticker import Formatter
+
+    class TranslatingFormatter(Formatter):
+        """A tick formatter whose labels are ``inner``'s, translated where they have words."""
+
+        def __init__(self, inner: Any, catalogue: Catalogue) -> None:
+            self.inner, self.catalogue = inner, catalogue
+            self.axis = getattr(inner, "axis", None)
+
+        def _translate(self, label: Any) -> Any:
+            if isinstance(label, str) and needs_translation(label, self.catalogue):
+                return _translate_figure_text(label, self.catalogue) or label
+            return label
+
+        def __call__(self, x: Any, pos: Any = None) -> Any:
+            return self._translate(self.inner(x, pos))
+
+        def format_ticks(self, values: Any) -> list[Any]:
+            return [self._translate(label) for label in self.inner.format_ticks(values)]
+
+        def set_locs(self, locs: Any) -> None:
+            self.inner.set_locs(locs)
+
+        def get_offset(self) -> str:
+            return self.inner.get_offset()
+
+        def set_axis(self, axis: Any) -> None:
+            self.axis = axis  # the inner formatter keeps its own axis
+
+    return TranslatingFormatter
+
+
+def _TranslatingFormatter(inner: Any, catalogue: Catalogue) -> Any:  # noqa: N802 (a class, made when first used)
+    global _FORMATTER_CLASS
+    if _FORMATTER_CLASS is None:
+        _FORMATTER_CLASS = _translating_formatter_class()
+    return _FORMATTER_CLASS(inner, catalogue)
+
+
+_FORMATTER_CLASS: type | None = None
 
 
 def _translate_figure_text(text: str, catalogue: Catalogue, used: set[str] | None = None) -> str | None:
