@@ -155,10 +155,16 @@ def test_without_a_font_the_texts_are_recorded_and_the_figure_stays_english(root
     assert record["png"] == {} and record["no_font"] == ["zh"] and "train loss" in record["texts"]
     notebook = {"cells": [{"cell_type": "code", "outputs": [
         {"output_type": "display_data", "data": {"image/png": "EN"}, "metadata": {outputs.KEY: record}}]}]}
-    assert outputs.translate_outputs(notebook, "zh", root) == 1
+    assert outputs.translate_outputs(notebook, "zh", root) == (1, 0)
     assert notebook["cells"][0]["outputs"][0] == {"output_type": "display_data", "data": {"image/png": "EN"},
                                                   "metadata": {}}
-    assert "fonts-noto-cjk" in outputs.font_note("zh", 1)
+    assert "fonts-noto-cjk" in outputs.figures_note("zh", 1, 0)
+    # an English run without MTLCODE_BOOK_LANGUAGES rendered no figure for the edition: said too
+    unrendered = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "display_data", "data": {"image/png": "EN", "text/plain": "<Figure size 640x480 with 1 Axes>"},
+         "metadata": {}}]}]}
+    assert outputs.translate_outputs(unrendered, "zh", root) == (0, 1)
+    assert "MTLCODE_BOOK_LANGUAGES=en,zh" in outputs.figures_note("zh", 0, 1)
     plt.close(fig)
 
 

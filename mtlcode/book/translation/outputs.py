@@ -303,31 +303,41 @@ def translate_output(output: dict[str, Any], catalogue: Catalogue, code: str) ->
     return output
 
 
-def translate_outputs(notebook: dict[str, Any], code: str, root: Path = ROOT) -> int:
+def translate_outputs(notebook: dict[str, Any], code: str, root: Path = ROOT) -> tuple[int, int]:
     """Translate the translated notebook's outputs (the English run's) into language ``code``, in
-    place; the number of figures left in English because the run had no font for ``code``.
+    place. Returns the numbers of figures left in English because the run found no font for
+    ``code``, and because it did not render them at all (it ran without ``MTLCODE_BOOK_LANGUAGES``).
 
-    Without a catalogue the outputs only lose the extra mime type of the figures.
+    Without a catalogue the outputs only lose the figures' translation records.
     """
     catalogue = read_catalogue(code, root)
-    no_font = 0
+    no_font = unrendered = 0
     for cell in notebook.get("cells", []):
         if cell.get("cell_type") == "code":
             for output in cell.get("outputs", []):
-                if code in output.get("metadata", {}).get(KEY, {}).get("no_font", []):
+                metadata = output.get("metadata", {})
+                if code in metadata.get(KEY, {}).get("no_font", []):
                     no_font += 1
+                elif KEY not in metadata and str(output.get("data", {}).get("text/plain", "")).startswith("<Figure"):
+                    unrendered += 1
                 if catalogue is None:
-                    output.get("metadata", {}).pop(KEY, None)
+                    metadata.pop(KEY, None)
                 else:
                     translate_output(output, catalogue, code)
-    return no_font
+    return no_font, unrendered if catalogue is not None else 0
 
 
-def font_note(code: str, figures: int) -> str:
-    """The line that says why ``figures`` figures of the ``code`` edition stayed English."""
-    return (f"note: {figures} figure(s) of the {code} edition stay in English: the English build found no font with "
-            f"{code} glyphs ({', '.join(FONTS.get(code, ()))}); install {FONT_PACKAGE.get(code, 'one')} and run "
-            "`make book` again")
+def figures_note(code: str, no_font: int, unrendered: int) -> str:
+    """The line that says why figures of the ``code`` edition stayed English ("" when none did)."""
+    notes = []
+    if no_font:
+        notes.append(f"{no_font} figure(s) of the {code} edition stay in English: the English build found no font "
+                     f"with {code} glyphs ({', '.join(FONTS.get(code, ()))}); install "
+                     f"{FONT_PACKAGE.get(code, 'one')} and run `make book` again")
+    if unrendered:
+        notes.append(f"{unrendered} figure(s) of the {code} edition stay in English: the English build ran without "
+                     f"{LANGUAGES_ENV}=en,{code} (`make book` sets it)")
+    return "\n".join(f"note: {note}" for note in notes)
 
 
 # --- the check ----------------------------------------------------------------------------------
