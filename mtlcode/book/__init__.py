@@ -157,7 +157,8 @@ def _translated_figures() -> bool:
     """In the book build that asks for them (``MTLCODE_BOOK_LANGUAGES=en,zh``, set by ``make book``),
     each figure shown is also rendered with its texts translated, for the translated editions
     (:mod:`mtlcode.book.translation.outputs`); elsewhere nothing happens."""
-    if not os.environ.get("MTLCODE_BOOK_LANGUAGES", "").replace("en", "").strip(", "):
+    asked = os.environ.get("MTLCODE_BOOK_LANGUAGES", "").replace(",", " ").split()
+    if not [code for code in asked if code != "en"]:
         return False
     from mtlcode.book.translation.outputs import install_figure_formatter
 
