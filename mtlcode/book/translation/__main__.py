@@ -58,6 +58,10 @@ def _outputs(code: str, executed: Path, pages: list[str], todo: bool) -> int:
     if not executed.is_dir():
         raise TranslationError(f"{executed} does not exist: build the English book first (make book), with "
                                f"{outputs.LANGUAGES_ENV}=en,{code} for the figures' texts")
+    notebooks = [page for page in pages if page.endswith(".ipynb")]
+    unrun = [page for page in notebooks if not (executed / page).exists()]
+    if unrun:
+        print(f"not in {executed} (not checked): {', '.join(unrun)}")
     report = outputs.check_outputs(code, executed, pages)
     for page, texts in report.missing.items():
         state = "covered: an error" if page in report.covered else "not covered yet: to do"
@@ -76,7 +80,7 @@ def _outputs(code: str, executed: Path, pages: list[str], todo: bool) -> int:
         return 0
     problems = report.problems()
     if not report.missing and not problems:
-        print(f"the output texts of {len(pages)} page(s) are all translated")
+        print(f"the output texts of {len(notebooks) - len(unrun)} notebook(s) are all translated")
     return 1 if problems else 0
 
 

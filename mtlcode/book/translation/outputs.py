@@ -333,7 +333,8 @@ def figures_note(code: str, no_font: int, unrendered: int) -> str:
     if no_font:
         notes.append(f"{no_font} figure(s) of the {code} edition stay in English: the English build found no font "
                      f"with {code} glyphs ({', '.join(FONTS.get(code, ()))}); install "
-                     f"{FONT_PACKAGE.get(code, 'one')} and run `make book` again")
+                     f"{FONT_PACKAGE.get(code, 'one')} and run `make book` again (a font installed after matplotlib "
+                     "listed the fonts needs its list rebuilt: delete fontlist-*.json in matplotlib.get_cachedir())")
     if unrendered:
         notes.append(f"{unrendered} figure(s) of the {code} edition stay in English: the English build ran without "
                      f"{LANGUAGES_ENV}=en,{code} (`make book` sets it)")
