@@ -116,18 +116,22 @@ def test_a_figure_is_rendered_with_its_texts_translated_and_restored(root):
     plt.close(fig)
 
 
-def _shell(monkeypatch):
+@pytest.fixture
+def shell(monkeypatch):
+    """An IPython shell for this test only (a shell left behind makes later tests think they run in one)."""
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.core.pylabtools import select_figure_formats
 
+    existed = InteractiveShell.initialized()
     shell = InteractiveShell.instance()
-    select_figure_formats(shell, {"png"})
     monkeypatch.setattr(shell.display_formatter, "formatters", dict(shell.display_formatter.formatters))
-    return shell
+    select_figure_formats(shell, {"png"})
+    yield shell
+    if not existed:
+        InteractiveShell.clear_instance()
 
 
-def test_the_english_display_is_unchanged_and_the_translation_rides_along(root, monkeypatch):
-    shell = _shell(monkeypatch)
+def test_the_english_display_is_unchanged_and_the_translation_rides_along(root, monkeypatch, shell):
     fig, _ = _figure()
     monkeypatch.delenv(outputs.LANGUAGES_ENV, raising=False)
     assert not outputs.install_figure_formatter(shell, root)  # a reader's run: nothing added
