@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from mtlcode.book.translation import outputs  # noqa: E402
+from mtlcode.book.translation import figures, output_strings, outputs  # noqa: E402
 from mtlcode.book.translation.english import TranslationError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,11 +103,11 @@ def test_a_figure_is_rendered_with_its_texts_translated_and_restored(root):
     seen = {}
 
     def render(figure):  # what the PNG would show: the texts at the time of rendering
-        seen["texts"] = {t.get_text() for t in outputs.figure_texts(figure)}
+        seen["texts"] = {t.get_text() for t in figures.figure_texts(figure)}
         seen["fonts"] = ax.title.get_fontfamily()
         return b"png"
 
-    assert outputs.render_translated(fig, catalogue, "DejaVu Sans", render) == b"png"
+    assert figures.render_translated(fig, catalogue, "DejaVu Sans", render) == b"png"
     assert {"元训练损失", "元训练步数", "训练损失", "MSE"} <= seen["texts"]
     assert "Meta-training loss" not in seen["texts"] and seen["fonts"][0] == "DejaVu Sans"
     assert ax.get_title() == "Meta-training loss" and ax.get_xlabel() == "meta-training step"
@@ -134,15 +134,15 @@ def shell(monkeypatch):
 def test_the_english_display_is_unchanged_and_the_translation_rides_along(root, monkeypatch, shell):
     fig, _ = _figure()
     monkeypatch.delenv(outputs.LANGUAGES_ENV, raising=False)
-    assert not outputs.install_figure_formatter(shell, root)  # a reader's run: nothing added
+    assert not figures.install_figure_formatter(shell, root)  # a reader's run: nothing added
     english, english_metadata = shell.display_formatter.format(fig)
     assert outputs.KEY not in english_metadata
 
     monkeypatch.setenv(outputs.LANGUAGES_ENV, "en,zh")
-    monkeypatch.setattr(outputs, "find_font", lambda code: "DejaVu Sans")  # CJK glyphs missing: fine here
+    monkeypatch.setattr(figures, "find_font", lambda code: "DejaVu Sans")  # CJK glyphs missing: fine here
     rendered = []
-    monkeypatch.setattr(outputs, "_retina_png", lambda f: rendered.append(f.axes[0].get_title()) or b"zh-png")
-    assert outputs.install_figure_formatter(shell, root)
+    monkeypatch.setattr(figures, "_retina_png", lambda f: rendered.append(f.axes[0].get_title()) or b"zh-png")
+    assert figures.install_figure_formatter(shell, root)
     data, metadata = shell.display_formatter.format(fig)
     assert data == english  # the English figure as before, no other mime type (myst-nb would warn)
     record = metadata[outputs.KEY]
@@ -153,22 +153,22 @@ def test_the_english_display_is_unchanged_and_the_translation_rides_along(root, 
 
 
 def test_without_a_font_the_texts_are_recorded_and_the_figure_stays_english(root, monkeypatch):
-    monkeypatch.setattr(outputs, "find_font", lambda code: None)
+    monkeypatch.setattr(figures, "find_font", lambda code: None)
     fig, _ = _figure()
-    record = outputs.figure_record(fig, ["zh"], root)
+    record = figures.figure_record(fig, ["zh"], root)
     assert record["png"] == {} and record["no_font"] == ["zh"] and "train loss" in record["texts"]
     notebook = {"cells": [{"cell_type": "code", "outputs": [
         {"output_type": "display_data", "data": {"image/png": "EN"}, "metadata": {outputs.KEY: record}}]}]}
     assert outputs.translate_outputs(notebook, "zh", root) == (1, 0)
     assert notebook["cells"][0]["outputs"][0] == {"output_type": "display_data", "data": {"image/png": "EN"},
                                                   "metadata": {}}
-    assert "fonts-noto-cjk" in outputs.figures_note("zh", 1, 0)
+    assert "fonts-noto-cjk" in figures.figures_note("zh", 1, 0)
     # an English run without MTLCODE_BOOK_LANGUAGES rendered no figure for the edition: said too
     unrendered = {"cells": [{"cell_type": "code", "outputs": [
         {"output_type": "display_data", "data": {"image/png": "EN", "text/plain": "<Figure size 640x480 with 1 Axes>"},
          "metadata": {}}]}]}
     assert outputs.translate_outputs(unrendered, "zh", root) == (0, 1)
-    assert "MTLCODE_BOOK_LANGUAGES=en,zh" in outputs.figures_note("zh", 0, 1)
+    assert "MTLCODE_BOOK_LANGUAGES=en,zh" in figures.figures_note("zh", 0, 1)
     plt.close(fig)
 
 
@@ -227,7 +227,7 @@ def test_todo_appends_the_missing_texts_with_an_empty_translation(root, tmp_path
 
 def test_a_placeholder_too_many_is_an_error(root):
     catalogue = outputs.read_catalogue("zh", root)
-    catalogue.patterns.insert(0, (outputs._pattern("took {}"), "took {}", "用了 {} {}"))
+    catalogue.patterns.insert(0, (output_strings._pattern("took {}"), "took {}", "用了 {} {}"))
     with pytest.raises(TranslationError, match="more placeholders"):
         catalogue.translate("took 3")
 
@@ -236,7 +236,8 @@ def test_the_books_catalogue_reads_and_its_translations_are_chinese():
     catalogue = outputs.read_catalogue("zh", ROOT)
     assert catalogue is not None
     for msgid, msgstr in [*catalogue.exact.items(), *((m, s) for _, m, s in catalogue.patterns)]:
-        assert len(outputs._PLACEHOLDER.findall(msgid)) >= len(outputs._PLACEHOLDER.findall(msgstr)), msgid
+        placeholders = output_strings._PLACEHOLDER.findall
+        assert len(placeholders(msgid)) >= len(placeholders(msgstr)), msgid
         chinese = any("\u3400" <= ch <= "\u9fff" for ch in msgstr)
         assert chinese or not outputs.needs_translation(msgid, catalogue), msgid
     for page in catalogue.covered:
@@ -245,13 +246,14 @@ def test_the_books_catalogue_reads_and_its_translations_are_chinese():
 
 def test_a_pattern_translates_its_placeholders_text_too_or_nothing(root):
     catalogue = outputs.read_catalogue("zh", root)
-    catalogue.patterns.append((outputs._pattern("task {}: {}"), "task {}: {}", "任务 {}：{}"))
+    catalogue.patterns.append((output_strings._pattern("task {}: {}"), "task {}: {}", "任务 {}：{}"))
     used: set[str] = set()
     assert catalogue.translate("task 3: MAML took 5 meta-steps in 2 s", used) == "任务 3：MAML 用了 2 秒走完 5 个元步"
     assert used == {"task {}: {}", "MAML took {} meta-steps in {} s"}
     assert catalogue.translate("task 3: 0 = Korean/character05") == "任务 3：0 = Korean/character05"  # no words
     assert catalogue.translate("task 3: something English") is None  # never half translated
-    catalogue.patterns.append((outputs._pattern("{} points, network {}, {} steps"), "", "{} 个点，网络 {}，{} 步"))
+    network = "{} points, network {}, {} steps"
+    catalogue.patterns.append((output_strings._pattern(network), network, "{} 个点，网络 {}，{} 步"))
     assert catalogue.translate("5 points, network [1, 12, 1], 4 steps") == "5 个点，网络 [1, 12, 1]，4 步"
 
 
@@ -269,7 +271,7 @@ def test_the_second_rendering_says_nothing_on_stderr_and_keeps_its_warnings(root
     catalogue = outputs.read_catalogue("zh", root)
     catalogue.exact["Meta-training loss $\\alpha$"] = "元训练损失 $\\alpha$"
     problems: list[str] = []
-    outputs.render_translated(fig, catalogue, "DejaVu Sans", problems=problems)  # no CJK glyphs in it
+    figures.render_translated(fig, catalogue, "DejaVu Sans", problems=problems)  # no CJK glyphs in it
     assert any("missing from" in p for p in problems)
     assert capsys.readouterr().err == ""
     assert ax.get_title() == "Meta-training loss $\\alpha$"
@@ -292,8 +294,8 @@ def test_in_a_kernel_the_english_cell_shows_what_it_showed_and_carries_the_trans
     import nbformat
     from nbclient import NotebookClient
 
-    code = ("import mtlcode.book\nfrom mtlcode.book.translation import outputs\n"
-            "outputs.FONTS['zh'] = ('DejaVu Sans',)  # no CJK font needed for this test\n"
+    code = ("import mtlcode.book\nfrom mtlcode.book.translation import figures\n"
+            "figures.FONTS['zh'] = ('DejaVu Sans',)  # no CJK font needed for this test\n"
             "import matplotlib.pyplot as plt\nplt.figure(figsize=(4, 3))\nplt.plot([0, 1])\n"
             "plt.xlabel('meta-training step')\nplt.show()")
     runs = {}
@@ -323,7 +325,7 @@ def test_word_tick_labels_are_translated_when_the_figure_is_drawn(root):
         seen["font"] = ax.get_xticklabels()[0].get_fontfamily()[0]
         return b"png"
 
-    outputs.render_translated(fig, catalogue, "DejaVu Sans", render)
+    figures.render_translated(fig, catalogue, "DejaVu Sans", render)
     assert seen == {"ticks": ["训练损失", "MAML"], "font": "DejaVu Sans"}
     fig.canvas.draw()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["train loss", "MAML"]

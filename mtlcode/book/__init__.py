@@ -160,7 +160,7 @@ def _translated_figures() -> bool:
     asked = os.environ.get("MTLCODE_BOOK_LANGUAGES", "").replace(",", " ").split()
     if not [code for code in asked if code != "en"]:
         return False
-    from mtlcode.book.translation.outputs import install_figure_formatter
+    from mtlcode.book.translation.figures import install_figure_formatter
 
     return install_figure_formatter()
 

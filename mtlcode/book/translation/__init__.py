@@ -15,6 +15,8 @@ and the fingerprint of the English text it translates::
 Code is never translated: the generator copies every code cell from the English notebook, so the
 translated notebooks (``zh/book/*.ipynb``, committed for Colab and Jupyter) hold the same code,
 and the translated book reuses the English build's executed outputs instead of running again.
+What that code says to the reader (figure texts, printed messages, tables) is translated through
+``translations/<lang>/outputs.po`` (:mod:`mtlcode.book.translation.outputs`).
 
     python -m mtlcode.book.translation check zh          # what is missing, stale or broken
     python -m mtlcode.book.translation todo zh PAGE      # append the missing segments (English text) to PAGE's file

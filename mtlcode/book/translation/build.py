@@ -34,7 +34,8 @@ from mtlcode.book.translation.english import (
     markdown_chunks,
     segments,
 )
-from mtlcode.book.translation.outputs import check_outputs, figures_note, translate_outputs
+from mtlcode.book.translation.figures import figures_note
+from mtlcode.book.translation.outputs import check_outputs, translate_outputs
 
 
 def _lookup(language: Language, page: str, root: Path) -> dict[str, str]:

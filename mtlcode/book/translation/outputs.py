@@ -7,7 +7,8 @@ translation; ``#:`` lines name the pages where the text was seen):
 
 * **Figures** are rendered a second time while the English build runs. When the build asks for it
   (``MTLCODE_BOOK_LANGUAGES=en,zh``, set by ``make book``; a reader's Colab or Jupyter pays
-  nothing), importing :mod:`mtlcode.book` adds an IPython display formatter that, for every
+  nothing), importing :mod:`mtlcode.book` adds an IPython display formatter
+  (:mod:`mtlcode.book.translation.figures`) that, for every
   matplotlib figure the notebook displays, records in the output's *metadata* under :data:`KEY`
   (``mtlcode.translations``) the figure's texts with words (titles, axis labels, tick labels,
   legends, annotations) and, for each language whose catalogue and a font are at hand, a PNG
@@ -19,16 +20,16 @@ translation; ``#:`` lines name the pages where the text was seen):
   ``display(Markdown(table))`` tables, exercise checks' feedback) are translated line by line
   (Markdown tables cell by cell) when the translated sources are written.
 
-A msgid may hold placeholders for what changes from run to run: ``{}`` matches any text
-(``"all {} cases passed"``), and the msgstr puts the matched texts back in order (``{}``) or by
-number (``{0}``, ``{1}``).
+A msgid may hold placeholders for what changes from run to run: ``{}`` matches any text with its
+brackets closed (``"all {} cases passed"``), and the msgstr puts the matched texts back in order
+(``{}``) or by number (``{0}``, ``{1}``); a matched text that is prose is itself translated through
+the catalogue, or the whole is not (:mod:`mtlcode.book.translation.output_strings`).
 
 What needs a translation (:func:`needs_translation`): a text with an English word, that is two or
 more Latin letters with a lowercase one, standing alone (not part of an identifier such as
 ``inner_loop`` or ``mtlcode.MAML``, of a call ``f(``, of a path, of inline code or maths ``$k$``, of
 a quoted value ``'head'`` or of an assignment ``mode=...``). All-capital names (MAML, ANIL, MSE) are
-not words. The catalogue's header lists what else is not prose, one
-rule a line::
+not words. The catalogue's header lists what else is not prose, one rule a line::
 
     # ignore-words: ProtoNet Omniglot
     # ignore-lines: ^\\s*MLP\\(
@@ -42,193 +43,25 @@ work to do and their outputs stay English where the catalogue has no translation
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import io
 import json
-import logging
-import os
 import re
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtlcode.book.translation.english import ROOT, TranslationError
-
-LANGUAGES_ENV = "MTLCODE_BOOK_LANGUAGES"
-KEY = "mtlcode.translations"  # the key of a figure output's metadata that holds its translations
-CATALOGUE = "outputs.po"
-# Fonts with the glyphs of each language, first found is used; and the package that installs them.
-FONTS = {"zh": ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
-                "Microsoft YaHei", "SimHei", "PingFang SC")}
-FONT_PACKAGE = {"zh": "fonts-noto-cjk (apt) or Noto Sans CJK SC"}
-
-
-# --- the catalogue -----------------------------------------------------------------------------
-
-@dataclass
-class Catalogue:
-    """One language's output strings: exact translations, placeholder patterns, and the rules."""
-
-    path: Path
-    exact: dict[str, str] = field(default_factory=dict)  # msgid -> msgstr (translated ones only)
-    patterns: list[tuple[re.Pattern[str], str, str]] = field(default_factory=list)  # (regex, msgid, msgstr)
-    msgids: dict[str, tuple[str, ...]] = field(default_factory=dict)  # every msgid -> its pages (#:)
-    ignore_words: frozenset[str] = frozenset()
-    ignore_lines: tuple[re.Pattern[str], ...] = ()
-    covered: tuple[str, ...] = ()
-
-    def translate(self, text: str, used: set[str] | None = None) -> str | None:
-        """The translation of ``text`` (one line, a table cell or a figure text), or None.
-
-        A pattern's placeholders take the text they match, itself translated when it needs it
-        (``"task {}: {}"`` translates ``"task 0: support loss 0.5"`` only if the catalogue also
-        translates ``"support loss 0.5"``), so that a general pattern never leaves English behind.
-        The msgids used are added to ``used``.
-        """
-        core = text.strip()
-        if not core:
-            return text
-        found = self.exact.get(core)
-        if found is not None:
-            _add(used, core)
-        else:
-            for regex, msgid, msgstr in self.patterns:
-                match = regex.fullmatch(core)
-                if match:
-                    groups = [self._part(group, used) for group in match.groups()]
-                    if all(group is not None for group in groups):
-                        found = _fill(msgstr, tuple(g for g in groups if g is not None))
-                        _add(used, msgid)
-                        break
-        if found is None:
-            return None
-        start = text.index(core[0])
-        return text[:start] + found + text[start + len(core):]
-
-    def _part(self, text: str, used: set[str] | None) -> str | None:
-        if not needs_translation(text, self):
-            return text
-        return self.translate(text, used)
-
-    def msgid_of(self, text: str) -> str | None:
-        """The msgid that covers ``text`` (translated or not), or None."""
-        core = text.strip()
-        if core in self.msgids:
-            return core
-        for msgid in self.msgids:
-            if "{" in msgid and _pattern(msgid).fullmatch(core):
-                return msgid
-        return None
-
-
-def _add(used: set[str] | None, msgid: str) -> None:
-    if used is not None:
-        used.add(msgid)
-
-
-_PLACEHOLDER = re.compile(r"\{(\d*)\}")
-
-
-# What a placeholder matches: any text whose brackets are closed (one level deep; an interval
-# "[0, 1)" counts), so that "network {}, {} steps" takes "[1, 12, 1]" whole, not "[1".
-_ANY = r"((?:[^\[\]()]|[\[(][^\[\]()]*[\])])+?)"
-
-
-def _pattern(msgid: str) -> re.Pattern[str]:
-    parts = _PLACEHOLDER.split(msgid)
-    regex = "".join(re.escape(part) if i % 2 == 0 else _ANY for i, part in enumerate(parts))
-    return re.compile(regex, re.S)
-
-
-def _fill(msgstr: str, groups: tuple[str, ...]) -> str:
-    counter = iter(range(len(groups)))
-
-    def value(match: re.Match[str]) -> str:
-        index = int(match.group(1)) if match.group(1) else next(counter, None)
-        if index is None or index >= len(groups):
-            raise TranslationError(f"the translation {msgstr!r} has more placeholders than its msgid")
-        return groups[index]
-
-    return _PLACEHOLDER.sub(value, msgstr)
-
-
-def catalogue_path(code: str, root: Path = ROOT) -> Path:
-    return root / "translations" / code / CATALOGUE
-
-
-def _header(text: str) -> dict[str, list[str]]:
-    """The ``# name: value`` rules of the comment lines at the top of the file."""
-    rules: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            break
-        match = re.match(r"#\s*(ignore-words|ignore-lines|covered):\s?(.*)$", line)
-        if match:
-            rules.setdefault(match.group(1), []).append(match.group(2))
-    return rules
-
-
-_CACHE: dict[Path, tuple[float, Catalogue]] = {}
-
-
-def read_catalogue(code: str, root: Path = ROOT) -> Catalogue | None:
-    """The catalogue of language ``code``, or None when it has none (read again when it changed)."""
-    path = catalogue_path(code, root)
-    if not path.exists():
-        return None
-    cached = _CACHE.get(path)
-    if cached and cached[0] == path.stat().st_mtime:
-        return cached[1]
-    from babel.messages.pofile import read_po
-
-    text = path.read_text(encoding="utf-8")
-    rules = _header(text)
-    try:
-        po = read_po(io.StringIO(text), abort_invalid=True)
-    except Exception as error:  # babel's PoFileError, or a broken placeholder
-        raise TranslationError(f"{path}: cannot read the catalogue: {error}") from error
-    catalogue = Catalogue(
-        path,
-        ignore_words=frozenset(word for line in rules.get("ignore-words", []) for word in line.split()),
-        ignore_lines=tuple(re.compile(line.strip()) for line in rules.get("ignore-lines", []) if line.strip()),
-        covered=tuple(page for line in rules.get("covered", []) for page in line.split()))
-    for message in po:
-        if not message.id or not isinstance(message.id, str):
-            continue
-        catalogue.msgids[message.id] = tuple(sorted({location for location, _ in message.locations}))
-        if message.string:
-            if _PLACEHOLDER.search(message.id) and _PLACEHOLDER.sub("", message.id).strip():
-                catalogue.patterns.append((_pattern(message.id), message.id, message.string))
-            else:
-                catalogue.exact[message.id] = message.string
-    # The most specific pattern first: the one with the most literal text.
-    catalogue.patterns.sort(key=lambda p: -len(_PLACEHOLDER.sub("", p[1])))
-    _CACHE[path] = (path.stat().st_mtime, catalogue)
-    return catalogue
-
-
-# --- what needs a translation -------------------------------------------------------------------
-
-_NOT_PROSE = re.compile(r"`[^`]*`|\$[^$]*\$|https?://\S+|\S*[/\\]\S*|\S*_\S*|'[^'\s]*'|\"[^\"\s]*\"|\S*=\S*")
-_WORD = re.compile(r"(?<![\w.])[A-Za-z][A-Za-z'’-]*[a-z][A-Za-z'’-]*(?!\.?\w|\()")
-_WORD_SHORT = re.compile(r"(?<![\w.])[a-z][a-z]?(?!\.?\w|\()")  # never prose alone; not counted
-
-
-def words(text: str, catalogue: Catalogue | None = None) -> list[str]:
-    """The English words of ``text`` that make it prose (see the module's docstring)."""
-    found = _WORD.findall(_NOT_PROSE.sub(" ", text))
-    ignored = catalogue.ignore_words if catalogue else frozenset()
-    return [word for word in found if word not in ignored and word.strip("'’-") not in ignored]
-
-
-def needs_translation(text: str, catalogue: Catalogue | None = None) -> bool:
-    if catalogue and any(rule.search(text) for rule in catalogue.ignore_lines):
-        return False
-    return bool(words(text, catalogue))
-
+from mtlcode.book.translation.english import ROOT
+from mtlcode.book.translation.output_strings import (  # noqa: F401 (the names of the whole, here)
+    CATALOGUE,
+    KEY,
+    LANGUAGES_ENV,
+    Catalogue,
+    _translate_figure_text,
+    catalogue_path,
+    needs_translation,
+    read_catalogue,
+    words,
+)
 
 # --- the units of text in an executed notebook ----------------------------------------------------
 
@@ -326,19 +159,6 @@ def translate_outputs(notebook: dict[str, Any], code: str, root: Path = ROOT) ->
                     translate_output(output, catalogue, code)
     return no_font, unrendered if catalogue is not None else 0
 
-
-def figures_note(code: str, no_font: int, unrendered: int) -> str:
-    """The line that says why figures of the ``code`` edition stayed English ("" when none did)."""
-    notes = []
-    if no_font:
-        notes.append(f"{no_font} figure(s) of the {code} edition stay in English: the English build found no font "
-                     f"with {code} glyphs ({', '.join(FONTS.get(code, ()))}); install "
-                     f"{FONT_PACKAGE.get(code, 'one')} and run `make book` again (a font installed after matplotlib "
-                     "listed the fonts needs its list rebuilt: delete fontlist-*.json in matplotlib.get_cachedir())")
-    if unrendered:
-        notes.append(f"{unrendered} figure(s) of the {code} edition stay in English: the English build ran without "
-                     f"{LANGUAGES_ENV}=en,{code} (`make book` sets it)")
-    return "\n".join(f"note: {note}" for note in notes)
 
 
 # --- the check ----------------------------------------------------------------------------------
@@ -443,198 +263,3 @@ msgstr ""
 "Content-Type: text/plain; charset=UTF-8\\n"
 
 """
-
-
-# --- figures: the second rendering during the English run ------------------------------------------
-
-def requested_languages() -> list[str]:
-    """The translated languages the build asks figures for (``MTLCODE_BOOK_LANGUAGES``, English aside)."""
-    value = os.environ.get(LANGUAGES_ENV, "")
-    return [code for code in re.split(r"[,\s]+", value) if code and code != "en"]
-
-
-def find_font(code: str) -> str | None:
-    """The name of an installed font with the glyphs of language ``code``, or None."""
-    from matplotlib import font_manager
-
-    installed = {font.name for font in font_manager.fontManager.ttflist}
-    return next((name for name in FONTS.get(code, ()) if name in installed), None)
-
-
-def figure_texts(fig: Any) -> list[Any]:
-    """The visible Text artists of ``fig`` that hold words (not numbers or code)."""
-    from matplotlib.text import Text
-
-    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
-
-
-@contextlib.contextmanager
-def _quiet(problems: list[str] | None) -> Iterator[None]:
-    """Keep what the second rendering says (a glyph missing from the font, matplotlib's font
-    look-ups) out of the English run's stderr, where the book build would turn it into an error;
-    it is kept in ``problems`` instead."""
-    logger = logging.getLogger("matplotlib.font_manager")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-    finally:
-        logger.setLevel(level)
-    if problems is not None:
-        problems += sorted({str(w.message) for w in caught})
-
-
-def render_translated(fig: Any, catalogue: Catalogue, font: str | None,
-                      render: Any = None, problems: list[str] | None = None) -> bytes:
-    """``fig`` as PNG with its texts translated through ``catalogue`` and shown in ``font``; the
-    figure's texts and fonts are restored afterwards. ``render(fig)`` makes the PNG bytes
-    (default: the same retina PNG as the inline backend); the warnings of the rendering (a glyph
-    the font lacks) go to ``problems``."""
-    import matplotlib
-
-    saved, maths = [], False
-    # Tick labels are written again by the axis's formatter when the figure is drawn: each
-    # formatter is wrapped in one that translates what it writes.
-    tickers = [ticker for axes in fig.axes for axis in axes._axis_map.values() for ticker in (axis.major, axis.minor)]
-    formatters = [(ticker, ticker.formatter) for ticker in tickers]
-    try:
-        for ticker, formatter in formatters:
-            ticker.formatter = _TranslatingFormatter(formatter, catalogue)
-        for text in figure_texts(fig):
-            english = text.get_text()
-            translated = _translate_figure_text(english, catalogue)
-            if translated is not None and translated != english:
-                saved.append((text, english, text.get_fontproperties().copy()))
-                text.set_text(translated)
-                if font:
-                    family = text.get_fontfamily()
-                    text.set_fontfamily([font, *(family if isinstance(family, list) else [family])])
-                    if "$" in translated:
-                        # mathtext draws a text with maths whole, words included, in its own fonts
-                        text.get_fontproperties().set_math_fontfamily("custom")
-                        maths = True
-        rc = {f"mathtext.{kind}": font for kind in ("rm", "it", "bf", "sf", "tt", "cal")} if maths else {}
-        with matplotlib.rc_context(rc), _quiet(problems):
-            return (render or _retina_png)(fig)
-    finally:
-        for text, english, properties in saved:
-            text.set_text(english)
-            text.set_fontproperties(properties)
-        for ticker, formatter in formatters:
-            ticker.formatter = formatter
-
-
-def _translating_formatter_class() -> type:
-    from matplotlib.ticker import Formatter
-
-    class TranslatingFormatter(Formatter):
-        """A tick formatter whose labels are ``inner``'s, translated where they have words."""
-
-        def __init__(self, inner: Any, catalogue: Catalogue) -> None:
-            self.inner, self.catalogue = inner, catalogue
-            self.axis = getattr(inner, "axis", None)
-
-        def _translate(self, label: Any) -> Any:
-            if isinstance(label, str) and needs_translation(label, self.catalogue):
-                return _translate_figure_text(label, self.catalogue) or label
-            return label
-
-        def __call__(self, x: Any, pos: Any = None) -> Any:
-            return self._translate(self.inner(x, pos))
-
-        def format_ticks(self, values: Any) -> list[Any]:
-            return [self._translate(label) for label in self.inner.format_ticks(values)]
-
-        def set_locs(self, locs: Any) -> None:
-            self.inner.set_locs(locs)
-
-        def get_offset(self) -> str:
-            return self.inner.get_offset()
-
-        def set_axis(self, axis: Any) -> None:
-            self.axis = axis  # the inner formatter keeps its own axis
-
-    return TranslatingFormatter
-
-
-def _TranslatingFormatter(inner: Any, catalogue: Catalogue) -> Any:  # noqa: N802 (a class, made when first used)
-    global _FORMATTER_CLASS
-    if _FORMATTER_CLASS is None:
-        _FORMATTER_CLASS = _translating_formatter_class()
-    return _FORMATTER_CLASS(inner, catalogue)
-
-
-_FORMATTER_CLASS: type | None = None
-
-
-def _translate_figure_text(text: str, catalogue: Catalogue, used: set[str] | None = None) -> str | None:
-    """A figure text's translation: the whole text (it may have several lines), else line by line."""
-    whole = catalogue.translate(text, used)
-    if whole is not None or "\n" not in text:
-        return whole
-    lines = [catalogue.translate(line, used) if needs_translation(line, catalogue) else line
-             for line in text.split("\n")]
-    if any(line is None for line in lines):
-        return None
-    return "\n".join(line for line in lines if line is not None)
-
-
-def _retina_png(fig: Any) -> bytes:
-    from IPython.core.pylabtools import print_figure
-
-    return print_figure(fig, "retina", bbox_inches="tight", base64=False)
-
-
-def figure_record(fig: Any, languages: list[str], root: Path = ROOT) -> dict[str, Any]:
-    """What the figure output's metadata holds under :data:`KEY`: the figure's texts with words,
-    and a PNG per language it can render."""
-    texts = []  # those with words (numbers and names aside); the check applies the catalogue's rules
-    for text in figure_texts(fig):
-        if needs_translation(text.get_text()) and text.get_text().strip() not in texts:
-            texts.append(text.get_text().strip())
-    record: dict[str, Any] = {"texts": texts, "png": {}}
-    for code in languages:
-        catalogue = read_catalogue(code, root)
-        if catalogue is None:
-            continue
-        font = find_font(code)
-        if font is None:  # said once when the sources are written (printing here would add an output)
-            record.setdefault("no_font", []).append(code)
-            continue
-        problems: list[str] = []
-        png = render_translated(fig, catalogue, font, problems=problems)
-        record["png"][code] = base64.b64encode(png).decode("ascii")
-        if problems:
-            record.setdefault("warnings", {})[code] = problems
-    return record
-
-
-def install_figure_formatter(shell: Any = None, root: Path = ROOT) -> bool:
-    """Add a display formatter for matplotlib figures to the IPython ``shell`` when the build asks
-    for translated figures; True when installed. It adds no data to the output (myst-nb would
-    warn about a mime type it does not know), only the output's metadata under :data:`KEY`."""
-    languages = requested_languages()
-    if not languages:
-        return False
-    if shell is None:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    if shell is None:
-        return False
-    from IPython.core.formatters import BaseFormatter
-    from traitlets import ObjectName, Unicode
-
-    class TranslationsFormatter(BaseFormatter):
-        format_type = Unicode(KEY)
-        print_method = ObjectName("_repr_mtlcode_translations_")
-        _return_type = (dict, type(None))  # (None, metadata): no data
-
-    formatters = shell.display_formatter.formatters
-    if KEY not in formatters:
-        formatters[KEY] = TranslationsFormatter(parent=shell.display_formatter)
-    formatters[KEY].for_type_by_name("matplotlib.figure", "Figure",
-                                      lambda fig: (None, figure_record(fig, languages, root)))
-    return True
