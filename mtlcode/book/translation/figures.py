@@ -28,6 +28,8 @@ from mtlcode.book.translation.output_strings import (
     read_catalogue,
 )
 
+_CUSTOM_MATHS = {"mathtext.rm": "DejaVu Sans", "mathtext.it": "DejaVu Sans:italic", "mathtext.bf": "DejaVu Sans:bold",
+                 "mathtext.sf": "DejaVu Sans", "mathtext.tt": "DejaVu Sans Mono", "mathtext.cal": "DejaVu Sans"}
 # Fonts with the glyphs of each language, first found is used; and the package that installs them.
 FONTS = {"zh": ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
                 "Microsoft YaHei", "SimHei", "PingFang SC")}
@@ -114,10 +116,12 @@ def render_translated(fig: Any, catalogue: Catalogue, font: str | None,
                     family = text.get_fontfamily()
                     text.set_fontfamily([font, *(family if isinstance(family, list) else [family])])
                     if "$" in translated:
-                        # mathtext draws a text with maths whole, words included, in its own fonts
+                        # mathtext draws a text with maths whole; with the "custom" fonts its words
+                        # are drawn in the text's own font (the CJK one), its maths in DejaVu, as
+                        # matplotlib's default "dejavusans" maths would be
                         text.get_fontproperties().set_math_fontfamily("custom")
                         maths = True
-        rc = {f"mathtext.{kind}": font for kind in ("rm", "it", "bf", "sf", "tt", "cal")} if maths else {}
+        rc = _CUSTOM_MATHS if maths else {}
         with matplotlib.rc_context(rc), _quiet(problems):
             return (render or _retina_png)(fig)
     finally:
