@@ -330,3 +330,20 @@ def test_word_tick_labels_are_translated_when_the_figure_is_drawn(root):
     fig.canvas.draw()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["train loss", "MAML"]
     plt.close(fig)
+
+
+def test_the_command_fails_on_a_covered_pages_missing_text_and_names_it(tmp_path, capsys):
+    from mtlcode.book import translation
+
+    executed = tmp_path / "run"
+    (executed / "book").mkdir(parents=True)
+    page = "book/01_background.ipynb"
+    assert page in outputs.read_catalogue("zh", ROOT).covered
+    notebook = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": "task 3: MSE 0.1 on its 5 support points, 0.2 on its 9 "
+                                                            "query points\nA sentence nobody translated\n"}]}]}
+    (executed / page).write_text(json.dumps(notebook))
+    assert translation.main(["outputs", "zh", page, "--executed", str(executed)]) == 1
+    said = capsys.readouterr().out
+    assert "'A sentence nobody translated'" in said and "covered: an error" in said
+    assert "task 3" not in said  # translated through its pattern
