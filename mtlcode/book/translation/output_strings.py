@@ -87,9 +87,10 @@ def _add(used: set[str] | None, msgid: str) -> None:
 _PLACEHOLDER = re.compile(r"\{(\d*)\}")
 
 
-# What a placeholder matches: any text whose brackets are closed (one level deep; an interval
-# "[0, 1)" counts), so that "network {}, {} steps" takes "[1, 12, 1]" whole, not "[1".
-_ANY = r"((?:[^\[\]()]|[\[(][^\[\]()]*[\])])+?)"
+# What a placeholder matches: any text whose brackets are closed (one level deep, quoted strings
+# inside them aside; an interval "[0, 1)" counts), so that "network {}, {} steps" takes
+# "[1, 12, 1]" whole, not "[1".
+_ANY = r"((?:[^\[\]()]|[\[(](?:'[^'\n]*'|[^\[\]()])*[\])])+?)"
 
 
 def _pattern(msgid: str) -> re.Pattern[str]:
@@ -167,7 +168,8 @@ def read_catalogue(code: str, root: Path = ROOT) -> Catalogue | None:
 
 # --- what needs a translation -------------------------------------------------------------------
 
-_NOT_PROSE = re.compile(r"`[^`]*`|\$[^$]*\$|https?://\S+|\S*[/\\]\S*|\S*_\S*|'[^'\s]*'|\"[^\"\s]*\"|\S*=\S*")
+_NOT_PROSE = re.compile(r"`[^`]*`|\$[^$]*\$|https?://\S+|\S*[/\\]\S*|\S*_\S*|'[^'\s]*'|\"[^\"\s]*\"|\S*=\S*"
+                        r"|(?<!\S)--\S+")
 _WORD = re.compile(r"(?<![\w.])[A-Za-z][A-Za-z'’-]*[a-z][A-Za-z'’-]*(?!\.?\w|\()")
 
 
