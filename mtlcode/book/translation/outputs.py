@@ -28,8 +28,9 @@ the catalogue, or the whole is not (:mod:`mtlcode.book.translation.output_string
 What needs a translation (:func:`needs_translation`): a text with an English word, that is two or
 more Latin letters with a lowercase one, standing alone (not part of an identifier such as
 ``inner_loop`` or ``mtlcode.MAML``, of a call ``f(``, of a path, of inline code or maths ``$k$``, of
-a quoted value ``'head'``, of an assignment ``mode=...`` or a command line option ``--workers``). All-capital names (MAML, ANIL, MSE) are
-not words. The catalogue's header lists what else is not prose, one rule a line::
+a quoted value ``'head'``, of an assignment ``mode=...`` or a command line option ``--workers``).
+All-capital names (MAML, ANIL, MSE) are not words. The catalogue's header lists what else is not
+prose, one rule a line::
 
     # ignore-words: ProtoNet Omniglot
     # ignore-lines: ^\\s*MLP\\(
