@@ -93,7 +93,8 @@ def test_the_rule_of_what_is_prose(root):
     for text in ("train loss", "Meta-training loss", "✓ one step", "all 3 cases passed."):
         assert outputs.needs_translation(text, catalogue), text
     for text in ("MAML", "0.53", "−1.0", "MSE (k=5)", "inner_loop", "mtlcode.MAML", "`finetune`", "$\\alpha$",
-                 "ProtoNet", "data/omniglot/images_background", "MLP(in=1, out=1)", "torch.Size([5, 1])", "k", ""):
+                 "ProtoNet", "data/omniglot/images_background", "MLP(in=1, out=1)", "torch.Size([5, 1])", "k", "",
+                 "benchmarks.fair --workers 2 --no-progress", "['running_mean', 'num_batches_tracked']"):
         assert not outputs.needs_translation(text, catalogue), text
 
 
@@ -255,6 +256,7 @@ def test_a_pattern_translates_its_placeholders_text_too_or_nothing(root):
     network = "{} points, network {}, {} steps"
     catalogue.patterns.append((output_strings._pattern(network), network, "{} 个点，网络 {}，{} 步"))
     assert catalogue.translate("5 points, network [1, 12, 1], 4 steps") == "5 个点，网络 [1, 12, 1]，4 步"
+    assert catalogue.translate("5 points, network ['a (b)', 'c'], 4 steps") == "5 个点，网络 ['a (b)', 'c']，4 步"
 
 
 def test_a_figure_text_of_two_lines_is_translated_whole_or_line_by_line(root):
