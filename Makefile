@@ -65,8 +65,11 @@ demo: setup
 # English first (it runs every notebook), then the Chinese edition from the same notebooks and
 # the English run's outputs (mtlcode.book.translation): nothing runs twice. The reader notebooks
 # are then rewritten with the values of this run.
+# MTLCODE_BOOK_LANGUAGES: while the English book runs, each figure is also rendered with its texts
+# translated (translations/<lang>/outputs.po, mtlcode.book.translation.outputs), for book-zh.
+BOOK_LANGUAGES ?= en,zh
 book: setup
-	@$(call timed,book (English),$(BIN)/jupyter-book build --warningiserror --keep-going .)
+	@$(call timed,book (English),MTLCODE_BOOK_LANGUAGES=$(BOOK_LANGUAGES) $(BIN)/jupyter-book build --warningiserror --keep-going .)
 	@$(call timed,book (Chinese),$(MAKE) book-zh)
 	@$(call timed,reader notebooks,$(MAKE) reader-notebooks)
 
@@ -75,6 +78,8 @@ book: setup
 reader-notebooks: setup
 	$(BIN)/python -m mtlcode.book.readers --record _build/jupyter_execute
 
+# The Chinese sources: English build's outputs with their printed lines, tables and figures
+# translated (translations/zh/outputs.po; `python -m mtlcode.book.translation outputs zh` checks it).
 book-zh: setup
 	$(BIN)/python -m mtlcode.book.translation source zh _build/zh
 	$(BIN)/jupyter-book build --warningiserror --keep-going _build/zh

@@ -503,3 +503,29 @@ def test_words_in_chinese_formulas_are_chinese():
                for match in re.finditer(r"\\text\{([^}]*)\}", path.read_text(encoding="utf-8"))
                if re.search(r"[A-Za-z]{2,}", match.group(1)) and match.group(1).strip() not in names]
     assert not english, english
+
+
+def test_the_sources_have_the_english_runs_outputs_translated_through_the_catalogue(project, tmp_path):
+    from mtlcode.book.translation import outputs
+
+    _translate_everything(project)
+    catalogue = outputs.catalogue_path("zh", project)
+    catalogue.write_text('# covered: book/01_a.ipynb\nmsgid ""\nmsgstr ""\n\n#: book/01_a.ipynb\nmsgid "hi"\n'
+                         'msgstr "你好"\n\n#: book/01_a.ipynb\nmsgid "train loss"\nmsgstr "训练损失"\n',
+                         encoding="utf-8")
+    executed = tmp_path / "run"
+    (executed / "book").mkdir(parents=True)
+    run = json.loads((project / "book" / "01_a.ipynb").read_text())
+    figure = {"output_type": "display_data", "data": {"image/png": "RU4=", "text/plain": "<Figure>"},
+              "metadata": {"image/png": {"width": 500}, outputs.KEY: {"texts": ["train loss"], "png": {"zh": "Wkg="}}}}
+    run["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "hi\n"}, figure]
+    (executed / "book" / "01_a.ipynb").write_text(json.dumps(run))
+    out = tr.write_source(ZH, tmp_path / "zh", project, executed)
+    cell = json.loads((out / "book" / "01_a.ipynb").read_text())["cells"][1]
+    assert cell["outputs"][0]["text"] == "你好\n"
+    assert cell["outputs"][1]["data"] == {"image/png": "Wkg=", "text/plain": "<Figure>"}
+    assert cell["outputs"][1]["metadata"] == {"image/png": {"width": 500}}
+    # a covered page's text without a translation stops the build, naming it
+    catalogue.write_text(catalogue.read_text(encoding="utf-8").replace('msgstr "你好"', 'msgstr ""'), encoding="utf-8")
+    with pytest.raises(tr.TranslationError, match="'hi' has no translation"):
+        tr.write_source(ZH, tmp_path / "zh", project, executed)

@@ -21,6 +21,8 @@ Colab and Jupyter open, with the glued values of the book's run written into the
 
 Importing this module also asks a Jupyter kernel for figures at twice the resolution (PNG
 "retina"), so that they stay sharp when a reader zooms in, in the book and on Colab alike.
+In the book build (``MTLCODE_BOOK_LANGUAGES=en,zh``) it also has each figure rendered a second
+time with its texts translated, for the Chinese edition (:mod:`mtlcode.book.translation.outputs`).
 """
 
 from __future__ import annotations
@@ -149,6 +151,21 @@ def crisp_figures() -> bool:
 
 
 crisp_figures()
+
+
+def _translated_figures() -> bool:
+    """In the book build that asks for them (``MTLCODE_BOOK_LANGUAGES=en,zh``, set by ``make book``),
+    each figure shown is also rendered with its texts translated, for the translated editions
+    (:mod:`mtlcode.book.translation.outputs`); elsewhere nothing happens."""
+    asked = os.environ.get("MTLCODE_BOOK_LANGUAGES", "").replace(",", " ").split()
+    if not [code for code in asked if code != "en"]:
+        return False
+    from mtlcode.book.translation.figures import install_figure_formatter
+
+    return install_figure_formatter()
+
+
+_translated_figures()
 
 
 __getattr__ = lazy_submodules(__name__, ("language_switch", "notebooks", "plots", "readers", "results", "translation"))

@@ -18,11 +18,14 @@ English text, in ``translations/<lang>/comments/``, :mod:`mtlcode.book.translati
 the translated notebooks (``zh/book/*.ipynb``, committed for Colab and Jupyter) hold the same code
 apart from its comments, and the translated book reuses the English build's executed outputs
 instead of running again.
+What that code says to the reader (figure texts, printed messages, tables) is translated through
+``translations/<lang>/outputs.po`` (:mod:`mtlcode.book.translation.outputs`).
 
     python -m mtlcode.book.translation check zh          # what is missing, stale or broken
     python -m mtlcode.book.translation todo zh PAGE      # append the missing segments and comments (English text)
     python -m mtlcode.book.translation notebooks zh      # write zh/book/*.ipynb
     python -m mtlcode.book.translation source zh OUT     # the translated book's sources, with outputs, in OUT
+    python -m mtlcode.book.translation outputs zh        # figure, message and table texts not translated
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from mtlcode.book import translation
+from mtlcode.book.translation import outputs
 from mtlcode.book.translation.build import write_notebooks, write_source
 from mtlcode.book.translation.catalogue import (
     append_missing,
@@ -31,10 +32,17 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("check", "list what is missing, stale or broken"),
                        ("notebooks", "write the translated notebooks <lang>/book/*.ipynb"),
                        ("todo", "append the missing segments and code comments, in English, to the translation files"),
-                       ("source", "write the translated book's sources (with the English build's outputs)")):
+                       ("source", "write the translated book's sources (with the English build's outputs)"),
+                       ("outputs", "check the output texts of the English build's run (figures, printed messages, "
+                                   "tables) against translations/<lang>/outputs.po")):
         command = commands.add_parser(name, help=text)
         command.add_argument("language", choices=sorted(LANGUAGES))
-        if name in ("todo", "check"):
+        if name == "outputs":
+            command.add_argument("--executed", type=Path, default=ROOT / "_build" / "jupyter_execute",
+                                 help="the English build's executed notebooks (default: _build/jupyter_execute)")
+            command.add_argument("--todo", action="store_true",
+                                 help="append the missing texts to the catalogue, with an empty translation")
+        if name in ("todo", "check", "outputs"):
             command.add_argument("pages", nargs="*", help="pages such as book/05_practice.ipynb (default: all)")
         if name == "source":
             command.add_argument("out", type=Path)
@@ -49,6 +57,37 @@ def _known_pages(pages: list[str]) -> list[str]:
     if unknown:
         raise TranslationError(f"not pages of the book: {unknown}; the pages are {known}")
     return normalised
+
+
+def _outputs(code: str, executed: Path, pages: list[str], todo: bool) -> int:
+    """The ``outputs`` command: every missing or stale output text; fails on the covered pages'."""
+    if not executed.is_dir():
+        raise TranslationError(f"{executed} does not exist: build the English book first (make book), with "
+                               f"{outputs.LANGUAGES_ENV}=en,{code} for the figures' texts")
+    notebooks = [page for page in pages if page.endswith(".ipynb")]
+    unrun = [page for page in notebooks if not (executed / page).exists()]
+    if unrun:
+        print(f"not in {executed} (not checked): {', '.join(unrun)}")
+    report = outputs.check_outputs(code, executed, pages)
+    for page, texts in report.missing.items():
+        state = "covered: an error" if page in report.covered else "not covered yet: to do"
+        print(f"{page} ({state}): {len(texts)} output text(s) without a translation")
+        for text in texts:
+            print(f"    {text!r}")
+    for page, said in report.rendering.items():
+        print(f"{page}: the translated figures' rendering said:")
+        for text in said:
+            print(f"    {text}")
+    for msgid in report.stale:
+        print(f"stale: the msgid {msgid!r} is produced by no output of its pages any more; delete it")
+    if todo:
+        count = outputs.append_missing_outputs(code, report)
+        print(f"{outputs.catalogue_path(code).relative_to(ROOT)}: {count} text(s) added to translate")
+        return 0
+    problems = report.problems()
+    if not report.missing and not problems:
+        print(f"the output texts of {len(notebooks) - len(unrun)} notebook(s) are all translated")
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 if page.endswith(".ipynb") and (count := append_missing_comments(language, page)):
                     print(f"{comment_file(language, page).relative_to(ROOT)}: {count} comment(s) to translate")
             return 0
+        if args.command == "outputs":
+            return _outputs(language.code, args.executed, args.pages or book_pages(), args.todo)
         if args.command == "notebooks":
             for path in write_notebooks(language):
                 print(path.relative_to(ROOT))

@@ -37,6 +37,8 @@ from mtlcode.book.translation.english import (
     markdown_chunks,
     segments,
 )
+from mtlcode.book.translation.figures import figures_note
+from mtlcode.book.translation.outputs import check_outputs, translate_outputs
 
 
 def _lookup(language: Language, page: str, root: Path) -> dict[str, str]:
@@ -199,7 +201,14 @@ def write_source(language: Language, out: Path, root: Path = ROOT, executed: Pat
                                f"`python -m mtlcode.book.translation check {language.code}` lists them:\n  "
                                + "\n  ".join(problems[:20]))
     executed = executed or root / "_build" / "jupyter_execute"
+    outputs_problems = check_outputs(language.code, executed, book_pages(root), root).problems()
+    if outputs_problems:
+        raise TranslationError(f"the {language.name} edition's output texts are incomplete "
+                               f"({len(outputs_problems)} problem(s)); `python -m mtlcode.book.translation outputs "
+                               f"{language.code}` lists them and `... outputs {language.code} --todo` adds the missing "
+                               "ones to the catalogue:\n  " + "\n  ".join(outputs_problems[:20]))
     strings_zh = _string_lookup(language, root)
+    english_figures = [0, 0]  # figures left in English: no font, not rendered
     _clear_source_folder(out)
     for page in book_pages(root):
         target = out / page
@@ -210,6 +219,7 @@ def write_source(language: Language, out: Path, root: Path = ROOT, executed: Pat
             stem = Path(page).with_suffix("")
             notebook = _with_english_outputs(notebook, executed / f"{stem}.ipynb",
                                              executed / f"{stem}.glue.json", page)
+            english_figures = [a + b for a, b in zip(english_figures, translate_outputs(notebook, language.code, root))]
             target.write_text(notebook_text(notebook), encoding="utf-8")
         else:
             english = (root / page).read_text(encoding="utf-8")
@@ -221,6 +231,8 @@ def write_source(language: Language, out: Path, root: Path = ROOT, executed: Pat
         part["caption"] = strings_zh[part["caption"]]
     (out / "_toc.yml").write_text(yaml.safe_dump(toc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     (out / "_config.yml").write_text(_config(language, root, strings_zh[_title(root)]), encoding="utf-8")
+    if any(english_figures):
+        print(figures_note(language.code, *english_figures))
     return out
 
 
