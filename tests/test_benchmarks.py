@@ -357,12 +357,13 @@ def test_the_ridge_penalty_is_chosen_on_the_validation_tasks_only(monkeypatch):
     assert all(info_noise["ridge_penalty"][k] > info["ridge_penalty"][k] for k in protocol.shots)
 
 
-def test_only_the_ridge_parts_have_a_fingerprint_of_their_own():
-    """Adding multihead_ridge left the fingerprints of the other trainings' parts as they were."""
+def test_only_the_ridge_and_cnp_parts_have_a_fingerprint_of_their_own():
+    """Adding multihead_ridge and cnp left the fingerprints of the other trainings' parts as they were."""
     from benchmarks import sinusoid
 
     assert sinusoid.own_fingerprint("multihead_ridge") == {"ridge_penalties": list(sinusoid.RIDGE_PENALTIES)}
-    assert all(sinusoid.own_fingerprint(t) is None for t in sinusoid.TRAININGS if t != "multihead_ridge")
+    assert sinusoid.own_fingerprint("cnp") == {"cnp": {"hidden": [128, 128], "r_dim": 128, "train_shots": [5, 20]}}
+    assert all(sinusoid.own_fingerprint(t) is None for t in sinusoid.TRAININGS if t not in ("multihead_ridge", "cnp"))
 
 
 def test_multihead_pretraining_leaves_the_mean_head_on_the_network():
@@ -647,6 +648,3 @@ def test_sinusoid_cnp_reads_each_support_set_in_one_pass():
         assert all(r["mean"] == pytest.approx(expected.mean().item()) for r in mine)
     # More support points change the prediction: the cells are not one score copied across K.
     assert len({r["mean"] for r in rows}) == len(sinusoid.QUICK.shots)
-    # Its settings are in its parts' fingerprint, and no other training's.
-    assert sinusoid.own_fingerprint("cnp") == {"cnp": {"hidden": [128, 128], "r_dim": 128, "train_shots": [5, 20]}}
-    assert sinusoid.own_fingerprint("maml") is None
