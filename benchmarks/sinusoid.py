@@ -98,7 +98,7 @@ RIDGE_PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # as many as the step-size grid
 DIVERGED_MSE = 100.0
 # The conditional neural process: mtlcode.CNP's defaults, and the range of support-set sizes it
 # trains on (one size per meta-batch, drawn uniformly, as Garnelo et al. train).
-CNP_SETTINGS = {"hidden": (128, 128), "r_dim": 128, "train_shots": (5, 20)}
+CNP_SETTINGS = {"hidden": [128, 128], "r_dim": 128, "train_shots": [5, 20]}  # JSON-ready: the fingerprint
 
 
 @dataclass(frozen=True)
@@ -449,8 +449,7 @@ def own_fingerprint(training: str) -> dict[str, Any] | None:
     if training == "multihead_ridge":
         return {"ridge_penalties": list(RIDGE_PENALTIES)}
     if training == "cnp":
-        return {"cnp": {key: list(value) if isinstance(value, tuple) else value
-                        for key, value in CNP_SETTINGS.items()}}
+        return {"cnp": dict(CNP_SETTINGS)}
     return None
 
 
