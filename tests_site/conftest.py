@@ -6,6 +6,7 @@ import functools
 import shutil
 import tempfile
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -54,3 +55,14 @@ def browser():
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver, script: str, timeout: float = 20.0, *args):
+    """The first true value of ``script`` run in the page, polled for ``timeout`` seconds (else its last value)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = driver.execute_script(script, *args)
+        if value:
+            return value
+        time.sleep(0.25)
+    return driver.execute_script(script, *args)

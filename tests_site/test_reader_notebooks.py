@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from conftest import ROOT, SCREENSHOTS
+from conftest import ROOT, SCREENSHOTS, wait_for
 
 CHAPTER = "05_practice"
 EXPECTED = {"en": ("Figure 5.1.", "References", "Solution"), "zh": ("图 5.1", "参考文献", "解答")}
@@ -36,7 +36,10 @@ def export(language: str) -> str:
 def test_a_reader_notebook_reads_in_jupyter(language, browser):
     figure, references, solution = EXPECTED[language]
     browser.get(export(language))
-    text = browser.execute_script("return document.body.innerText")
+    # Read the page once it has loaded and laid out its last cell (get() may return earlier).
+    text = wait_for(browser, "const cells = document.querySelectorAll('.jp-Cell');"
+                    "return document.readyState === 'complete' && cells.length"
+                    " && cells[cells.length - 1].offsetHeight > 0 && document.body.innerText")
     assert not MYST.search(text), f"MyST markup on the page: {MYST.search(text).group(0)!r}"
     assert figure in text, "no numbered figure caption"
     assert references in text, "no list of references"
