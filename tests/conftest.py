@@ -20,6 +20,20 @@ def omniglot_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
     return OMNIGLOT_DIR
 
 
+@pytest.fixture(scope="session")
+def v3_quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Path, dict]:
+    """``benchmarks.fair --quick`` on seed 0, split 0, run once for the tests of v3 and of the trends
+    (which pair their methods with v3's parts): its argv, result file and returned result."""
+    if not (OMNIGLOT_DIR / "images_background_small1.zip").is_file():
+        pytest.skip(f"Omniglot archives not found at {OMNIGLOT_DIR}")
+    from benchmarks import fair
+
+    out = tmp_path_factory.mktemp("v3") / "v3.json"
+    argv = ["--quick", "--workers", "1", "--seeds", "0", "--splits", "0", "--root", str(OMNIGLOT_DIR),
+            "--out", str(out), "--no-progress"]
+    return argv, out, fair.main(argv)
+
+
 # Let tests import the per-task reference implementation from benchmarks/.
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

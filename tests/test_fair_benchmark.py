@@ -86,13 +86,8 @@ def test_every_training_has_as_many_configurations_and_every_method_as_many_test
 
 
 @pytest.mark.slow
-def test_the_quick_run_scores_every_method_and_resumes(tmp_path):
-    if not (OMNIGLOT_DIR / "images_background_small1.zip").is_file():
-        pytest.skip(f"Omniglot archives not found at {OMNIGLOT_DIR}")
-    out = tmp_path / "v3.json"
-    argv = ["--quick", "--workers", "1", "--seeds", "0", "--splits", "0", "--root", str(OMNIGLOT_DIR),
-            "--out", str(out), "--no-progress"]
-    result = fair.main(argv)
+def test_the_quick_run_scores_every_method_and_resumes(v3_quick_run):
+    argv, out, result = v3_quick_run
     saved = json.loads(out.read_text())
     assert saved["rows"] == result["rows"] and out.with_suffix(".png").is_file()
     methods = {row["method"] for row in saved["rows"]}

@@ -140,13 +140,10 @@ def test_the_report_pairs_the_new_methods_with_v3s_on_the_same_tasks():
 
 
 @pytest.mark.slow
-def test_the_quick_run_scores_the_new_methods_pairs_them_with_v3_and_resumes(tmp_path):
-    if not (OMNIGLOT_DIR / "images_background_small1.zip").is_file():
-        pytest.skip(f"Omniglot archives not found at {OMNIGLOT_DIR}")
+def test_the_quick_run_scores_the_new_methods_pairs_them_with_v3_and_resumes(tmp_path, v3_quick_run):
     common = ["--quick", "--workers", "1", "--seeds", "0", "--splits", "0", "--root", str(OMNIGLOT_DIR),
               "--no-progress"]
-    v3 = tmp_path / "v3.json"
-    fair.main([*common, "--out", str(v3)])
+    v3 = v3_quick_run[1]  # v3's quick run on the same seed and split: the partners of the pairs
     out = tmp_path / "trends.json"
     argv = [*common, "--out", str(out), "--v3-out", str(v3)]
     result = trends.main(argv)
