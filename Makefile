@@ -37,11 +37,13 @@ timed = start=$$(date +%s); $(2); status=$$?; echo "== stage $(1): $$(( $$(date 
 
 # The unit tests (a few minutes at most), then the end-to-end ones marked `slow`: the command line,
 # torchrun, the grader and nbgrader in child processes, every benchmark script at a tiny size.
+# Both run as many tests at once as there are cores (pytest-xdist).
+PYTEST_PARALLEL ?= -n auto
 unit: setup
-	@$(call timed,unit,$(BIN)/python -m pytest -p no:cacheprovider -m "not slow" tests)
+	@$(call timed,unit,$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_PARALLEL) -m "not slow" tests)
 
 e2e: setup
-	@$(call timed,e2e,$(BIN)/python -m pytest -p no:cacheprovider -m slow tests)
+	@$(call timed,e2e,$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_PARALLEL) -m slow tests)
 
 notebooks: setup
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider book
@@ -62,14 +64,20 @@ lab: setup
 demo: setup
 	$(BIN)/python -m mtlcode.demo
 
-# English first (it runs every notebook), then the Chinese edition from the same notebooks and
+# English first (its notebooks run once), then the Chinese edition from the same notebooks and
 # the English run's outputs (mtlcode.book.translation): nothing runs twice. The reader notebooks
 # are then rewritten with the values of this run.
-# MTLCODE_BOOK_LANGUAGES: while the English book runs, each figure is also rendered with its texts
+# MTLCODE_BOOK_LANGUAGES: while the English notebooks run, each figure is also rendered with its texts
 # translated (translations/<lang>/outputs.po, mtlcode.book.translation.outputs), for book-zh.
+# The notebooks run first, as many at once as there are cores, into the build's execution cache
+# (mtlcode.book.execute; every run is fresh: the cache it made is emptied first), which the English
+# build then reads instead of running them one after another.
 BOOK_LANGUAGES ?= en,zh
 book: setup
+	@rm -rf _build/.jupyter_cache
+	@$(call timed,notebooks,MTLCODE_BOOK_LANGUAGES=$(BOOK_LANGUAGES) $(BIN)/python -m mtlcode.book.execute)
 	@$(call timed,book (English),MTLCODE_BOOK_LANGUAGES=$(BOOK_LANGUAGES) $(BIN)/jupyter-book build --warningiserror --keep-going .)
+	@$(BIN)/python -m mtlcode.book.execute --export _build/jupyter_execute
 	@$(call timed,book (Chinese),$(MAKE) book-zh)
 	@$(call timed,reader notebooks,$(MAKE) reader-notebooks)
 

@@ -22,6 +22,7 @@ from nbclient import NotebookClient
 from tqdm import tqdm
 
 from benchmarks.common import parser, write_result
+from mtlcode.book.notebooks import code_fingerprint
 from mtlcode.utils import device
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
@@ -69,8 +70,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = []
     for path in tqdm(paths, desc="notebooks", disable=args.no_progress):
         seconds = [run_notebook(path, args.timeout, args.threads) for _ in range(args.repeats)]
+        # The code timed (mtlcode.book.notebooks.code_fingerprint): a chapter whose code changed since
+        # needs timing again.
+        code = code_fingerprint(nbformat.read(path, as_version=4))
         rows.append({"chapter": path.stem, "metric": "seconds", "mean": round(statistics.mean(seconds), 1),
-                     "min": round(min(seconds), 1), "max": round(max(seconds), 1), "repeats": len(seconds)})
+                     "min": round(min(seconds), 1), "max": round(max(seconds), 1), "repeats": len(seconds),
+                     "code": code})
     # The kernels pick the best device themselves (mtlcode.device()); record which one that is.
     return write_result(args.out, rows, started, None, device(), args.seed, "benchmarks.notebook_times",
                         argv, cpu_count=os.cpu_count(), kernel_threads=args.threads,

@@ -7,6 +7,7 @@ import json
 import nbformat
 
 from benchmarks import notebook_times
+from mtlcode.book.notebooks import code_fingerprint
 
 
 def test_notebook_times_runs_a_notebook_and_writes_the_result(tmp_path):
@@ -24,6 +25,7 @@ def test_notebook_times_runs_a_notebook_and_writes_the_result(tmp_path):
     [row] = saved["rows"]
     assert row["chapter"] == "01_tiny" and row["metric"] == "seconds" and row["repeats"] == 1
     assert 0 < row["mean"] <= saved["wall_seconds"] + 0.1  # both rounded
+    assert row["code"] == code_fingerprint(nbformat.read(notebook, as_version=4))  # the code it timed
 
 
 def test_the_book_chapters_are_found():

@@ -38,6 +38,7 @@ from colab import (
 )
 
 from mtlcode.book import STRICT_ENV
+from mtlcode.book.execute import longest_first
 from mtlcode.book.notebooks import SOLUTION_TAG, book_chapters, with_seed
 from mtlcode.course.editions import write_student_edition
 
@@ -107,8 +108,9 @@ def chapter_runs(installed, tmp_path_factory):
             return execute(read(path), folder)
         return execute(with_seed(read(path), READERS_SEED), folder)
 
+    order = longest_first(OTHERS)  # the longest first, so that a short one finishes last
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        return dict(zip(OTHERS, pool.map(run, OTHERS)))
+        return dict(zip(order, pool.map(run, order)))
 
 
 def test_the_reader_notebooks_of_both_languages_are_run():
